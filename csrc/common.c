@@ -1,0 +1,191 @@
+/* Argument and timeout helpers shared by the cores. */
+#include "fastselectors.h"
+
+#include <limits.h>
+#include <math.h>
+
+PyObject *
+fs_closed_error(void)
+{
+    /* The error the stdlib EpollSelector gives (from its closed epoll). */
+    PyErr_SetString(PyExc_ValueError, "I/O operation on closed selector");
+    return NULL;
+}
+
+/* Parse select(timeout=None) from a vectorcall without building a tuple or
+ * a dict: this runs on every select(). */
+int
+fs_parse_select_args(const char *fname, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames, PyObject **timeout)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+
+    *timeout = Py_None;
+    if (nargs + nkw > 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most 1 argument (%zd given)",
+                     fname, nargs + nkw);
+        return -1;
+    }
+    if (nargs == 1) {
+        *timeout = args[0];
+    }
+    else if (nkw == 1) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, 0);
+        if (PyUnicode_CompareWithASCIIString(name, "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         fname, name);
+            return -1;
+        }
+        *timeout = args[0];
+    }
+    return 0;
+}
+
+static void
+fs_now(struct timespec *ts)
+{
+    /* CLOCK_MONOTONIC cannot fail with a valid clock id and pointer. */
+    (void)clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
+/* Seconds (None, int or float) -> milliseconds, with the stdlib's rules:
+ * None waits forever, <= 0 polls, anything else rounds *up* so the wait is
+ * never shorter than asked; NaN is a ValueError, more than INT_MAX ms an
+ * OverflowError, a non-number a TypeError. */
+int
+fs_timeout_init(fs_timeout *t, PyObject *timeout)
+{
+    double seconds, ms;
+
+    if (timeout == Py_None) {
+        t->ms = -1;
+        return 0;
+    }
+    seconds = PyFloat_AsDouble(timeout);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        /* An int too large for a double: the stdlib still treats a
+         * negative one as "poll" since it compares before converting. */
+        if (PyLong_Check(timeout)
+                && PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyObject *zero = PyLong_FromLong(0);
+            int negative;
+            if (zero == NULL) {
+                return -1;
+            }
+            negative = PyObject_RichCompareBool(timeout, zero, Py_LT);
+            Py_DECREF(zero);
+            if (negative == 1) {
+                PyErr_Clear();
+                t->ms = 0;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    if (isnan(seconds)) {
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return -1;
+    }
+    if (seconds <= 0) {
+        t->ms = 0;
+        return 0;
+    }
+    ms = ceil(seconds * 1e3);
+    if (!(ms <= (double)INT_MAX)) {
+        PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+        return -1;
+    }
+    t->ms = (int)ms;
+    fs_now(&t->deadline);
+    t->deadline.tv_sec += t->ms / 1000;
+    t->deadline.tv_nsec += (long)(t->ms % 1000) * 1000000L;
+    if (t->deadline.tv_nsec >= 1000000000L) {
+        t->deadline.tv_sec += 1;
+        t->deadline.tv_nsec -= 1000000000L;
+    }
+    return 0;
+}
+
+/* After EINTR: the milliseconds left until the deadline, rounded up; 0 once
+ * it has passed; -1 stays "forever". */
+int
+fs_timeout_remaining(fs_timeout *t)
+{
+    struct timespec now;
+    long long left_ns;
+
+    if (t->ms <= 0) {
+        return t->ms;
+    }
+    fs_now(&now);
+    left_ns = (long long)(t->deadline.tv_sec - now.tv_sec) * 1000000000LL
+              + (t->deadline.tv_nsec - now.tv_nsec);
+    if (left_ns <= 0) {
+        return 0;
+    }
+    return (int)((left_ns + 999999LL) / 1000000LL);
+}
+
+/* A file descriptor as the stdlib's select.epoll/select.poll take it: an int
+ * (bool included), >= 0, fitting a C int (OverflowError otherwise). */
+int
+fs_fd_converter(PyObject *obj, int *fd)
+{
+    long value;
+
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "fd must be an int, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    value = PyLong_AsLong(obj);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", value);
+        return -1;
+    }
+    if (value > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "file descriptor is greater than maximum");
+        return -1;
+    }
+    *fd = (int)value;
+    return 0;
+}
+
+/* An events mask; the Python layer validated it, we keep only known bits. */
+int
+fs_events_converter(PyObject *obj, unsigned int *events)
+{
+    long value;
+
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "events must be an int, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    value = PyLong_AsLong(obj);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value <= 0 || (value & ~(long)(FS_EVENT_READ | FS_EVENT_WRITE))) {
+        PyErr_Format(PyExc_ValueError, "Invalid events: %ld", value);
+        return -1;
+    }
+    *events = (unsigned int)value;
+    return 0;
+}
+
+int
+fs_check_no_args(const char *name, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds))) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", name);
+        return -1;
+    }
+    return 0;
+}

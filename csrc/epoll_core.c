@@ -1,0 +1,512 @@
+/* EpollCore: the native epoll core (Linux).
+ *
+ * It owns the epoll fd, an fd-indexed table of (key, interest) and an event
+ * buffer reused across waits.  Rules, after CPython's selectmodule.c and
+ * libuv's uv__io_poll:
+ *  - close() sets epfd to -1 before closing, so it is idempotent, and every
+ *    method starts with the closed-guard;
+ *  - the GIL is released around epoll_wait() only.  epoll_ctl() keeps it:
+ *    it never blocks, and holding the GIL means no other thread can see a
+ *    kernel registration whose key is not in the table yet (an edge-
+ *    triggered event delivered in that window would be lost);
+ *  - EINTR: run the signal handlers, then retry with the remaining time
+ *    (PEP 475);
+ *  - each event is masked by the registration's *current* interest, read
+ *    from the table after the wait, never from a copy made before it;
+ *  - Python code can run in the middle of select() (a GC finalizer during
+ *    an allocation, or another thread while the GIL is released), and it
+ *    may register, unregister or even select() again.  So the table is
+ *    re-read for every event, and a select() that finds the shared buffer
+ *    in use waits into a private one.
+ *
+ * Registrations belong to the open file description, not the fd number:
+ * the Python layer and issue #5 deal with closed and dup'd fds.
+ */
+#include "fastselectors.h"
+
+#ifdef __linux__
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+typedef struct {
+    PyObject *key;          /* the SelectorKey reported, or NULL: free */
+    unsigned int events;    /* its EVENT_READ|EVENT_WRITE interest */
+} fs_entry;
+
+typedef struct {
+    PyObject_HEAD
+    int epfd;                   /* -1 once closed */
+    fs_entry *table;            /* indexed by fd */
+    Py_ssize_t table_size;
+    Py_ssize_t nregistered;
+    struct epoll_event *buf;    /* reused by every wait that finds it free */
+    int buf_size;
+    int buf_busy;
+} EpollCore;
+
+static uint32_t
+to_epoll_mask(unsigned int events)
+{
+    uint32_t mask = 0;
+    if (events & FS_EVENT_READ) {
+        mask |= EPOLLIN;
+    }
+    if (events & FS_EVENT_WRITE) {
+        mask |= EPOLLOUT;
+    }
+    return mask;
+}
+
+/* The stdlib's rule: anything but IN (OUT, HUP, ERR) wakes write interest,
+ * anything but OUT (IN, PRI, HUP, ERR) wakes read interest. */
+static unsigned int
+from_epoll_mask(uint32_t mask)
+{
+    unsigned int events = 0;
+    if (mask & ~(uint32_t)EPOLLIN) {
+        events |= FS_EVENT_WRITE;
+    }
+    if (mask & ~(uint32_t)EPOLLOUT) {
+        events |= FS_EVENT_READ;
+    }
+    return events;
+}
+
+static PyObject *
+EpollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    EpollCore *self;
+
+    if (fs_check_no_args("EpollCore", args, kwds) < 0) {
+        return NULL;
+    }
+    self = (EpollCore *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (self->epfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+EpollCore_traverse(EpollCore *self, visitproc visit, void *arg)
+{
+    Py_ssize_t i;
+    Py_VISIT(Py_TYPE(self));
+    for (i = 0; i < self->table_size; i++) {
+        Py_VISIT(self->table[i].key);
+    }
+    return 0;
+}
+
+static int
+EpollCore_clear(EpollCore *self)
+{
+    Py_ssize_t i;
+    /* Py_CLEAR empties the slot before the DECREF, and the loop re-reads
+     * table and table_size: a finalizer may re-enter the core. */
+    for (i = 0; i < self->table_size; i++) {
+        Py_CLEAR(self->table[i].key);
+    }
+    self->nregistered = 0;
+    return 0;
+}
+
+static void
+EpollCore_dealloc(EpollCore *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    EpollCore_clear(self);
+    if (self->epfd >= 0) {
+        close(self->epfd);
+        self->epfd = -1;
+    }
+    PyMem_Free(self->table);
+    PyMem_Free(self->buf);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Make table[fd] exist.  Done before epoll_ctl so a MemoryError leaves the
+ * kernel untouched. */
+static int
+table_reserve(EpollCore *self, int fd)
+{
+    Py_ssize_t new_size;
+    fs_entry *table;
+
+    if (fd < self->table_size) {
+        return 0;
+    }
+    new_size = self->table_size ? self->table_size : 64;
+    while (new_size <= fd) {
+        new_size *= 2;
+    }
+    table = PyMem_Realloc(self->table, (size_t)new_size * sizeof(fs_entry));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(table + self->table_size, 0,
+           (size_t)(new_size - self->table_size) * sizeof(fs_entry));
+    self->table = table;
+    self->table_size = new_size;
+    return 0;
+}
+
+static int
+ctl(EpollCore *self, int op, int fd, unsigned int events)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = to_epoll_mask(events);
+    ev.data.fd = fd;
+    if (epoll_ctl(self->epfd, op, fd, &ev) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+parse_fd_events_key(const char *name, PyObject *const *args,
+                    Py_ssize_t nargs, int *fd, unsigned int *events)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes exactly 3 arguments (%zd given)",
+                     name, nargs);
+        return -1;
+    }
+    if (fs_fd_converter(args[0], fd) < 0
+            || fs_events_converter(args[1], events) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    unsigned int events;
+    fs_entry *entry;
+
+    if (parse_fd_events_key("register", args, nargs, &fd, &events) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    if (table_reserve(self, fd) < 0 || ctl(self, EPOLL_CTL_ADD, fd, events) < 0) {
+        return NULL;
+    }
+    entry = &self->table[fd];
+    if (entry->key == NULL) {
+        self->nregistered++;
+    }
+    entry->events = events;
+    /* A stale key can only be here if the fd was closed (which removed it
+     * from the kernel) and its number reused; the new one replaces it. */
+    Py_INCREF(args[2]);
+    Py_XSETREF(entry->key, args[2]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    unsigned int events;
+    fs_entry *entry;
+
+    if (parse_fd_events_key("modify", args, nargs, &fd, &events) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    if (fd >= self->table_size || self->table[fd].key == NULL) {
+        PyErr_Format(PyExc_KeyError, "fd %d is not registered", fd);
+        return NULL;
+    }
+    if (events != self->table[fd].events
+            && ctl(self, EPOLL_CTL_MOD, fd, events) < 0) {
+        return NULL;
+    }
+    entry = &self->table[fd];
+    entry->events = events;
+    Py_INCREF(args[2]);
+    Py_SETREF(entry->key, args[2]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+EpollCore_unregister(EpollCore *self, PyObject *arg)
+{
+    int fd;
+
+    if (fs_fd_converter(arg, &fd) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0 || fd >= self->table_size
+            || self->table[fd].key == NULL) {
+        Py_RETURN_NONE;
+    }
+    self->nregistered--;
+    /* EBADF or ENOENT: the fd was closed since it was registered, and the
+     * kernel already dropped it.  Nothing else can fail for EPOLL_CTL_DEL. */
+    (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+    Py_CLEAR(self->table[fd].key);
+    Py_RETURN_NONE;
+}
+
+/* Turn n kernel events into [(key, events), ...]. */
+static PyObject *
+build_result(EpollCore *self, struct epoll_event *events, int n)
+{
+    PyObject *result = PyList_New(n);
+    Py_ssize_t count = 0;
+    int i;
+
+    if (result == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        int fd = events[i].data.fd;
+        fs_entry *entry;
+        PyObject *key, *ready, *pair;
+
+        /* Unregistered after the kernel queued the event: skip it. */
+        if (fd < 0 || fd >= self->table_size) {
+            continue;
+        }
+        entry = &self->table[fd];
+        key = entry->key;
+        if (key == NULL) {
+            continue;
+        }
+        /* 0..3 are cached small ints: this allocates nothing. */
+        ready = PyLong_FromLong(
+            (long)(from_epoll_mask(events[i].events) & entry->events));
+        if (ready == NULL) {
+            goto error;
+        }
+        Py_INCREF(key);
+        pair = PyTuple_New(2);  /* may run a finalizer: entry is stale now */
+        if (pair == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(ready);
+            goto error;
+        }
+        PyTuple_SET_ITEM(pair, 0, key);
+        PyTuple_SET_ITEM(pair, 1, ready);
+        PyList_SET_ITEM(result, count, pair);
+        count++;
+    }
+    /* Slots past count are NULL and were never handed out. */
+    Py_SET_SIZE(result, count);
+    return result;
+
+error:
+    Py_SET_SIZE(result, count);
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    PyObject *timeout_obj, *result;
+    fs_timeout timeout;
+    struct epoll_event *events;
+    int maxevents, n, epfd, own_buffer;
+
+    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    if (fs_timeout_init(&timeout, timeout_obj) < 0) {
+        return NULL;
+    }
+    /* Like the stdlib: room for every registered fd, so one call returns
+     * everything that is ready (and at least 1, as epoll_wait requires). */
+    maxevents = self->nregistered > 0
+        ? (int)Py_MIN(self->nregistered, INT_MAX / (int)sizeof(struct epoll_event))
+        : 1;
+    own_buffer = !self->buf_busy;
+    if (own_buffer) {
+        if (self->buf_size < maxevents) {
+            /* Grow geometrically so a registration storm does not
+             * reallocate on every wait. */
+            int size = Py_MAX(maxevents, Py_MIN(2 * self->buf_size,
+                                                INT_MAX / (int)sizeof(struct epoll_event)));
+            events = PyMem_Realloc(self->buf, (size_t)size * sizeof(*events));
+            if (events == NULL) {
+                return PyErr_NoMemory();
+            }
+            self->buf = events;
+            self->buf_size = size;
+        }
+        events = self->buf;
+        self->buf_busy = 1;
+    }
+    else {
+        events = PyMem_Malloc((size_t)maxevents * sizeof(*events));
+        if (events == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+
+    epfd = self->epfd;
+    for (;;) {
+        int saved_errno;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, events, maxevents, timeout.ms);
+        saved_errno = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            break;
+        }
+        if (saved_errno != EINTR) {
+            errno = saved_errno;
+            PyErr_SetFromErrno(PyExc_OSError);
+            result = NULL;
+            goto done;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            result = NULL;
+            goto done;
+        }
+        timeout.ms = fs_timeout_remaining(&timeout);
+        if (timeout.ms == 0) {
+            n = 0;
+            break;
+        }
+    }
+    result = build_result(self, events, n);
+
+done:
+    if (own_buffer) {
+        self->buf_busy = 0;
+    }
+    else {
+        PyMem_Free(events);
+    }
+    return result;
+}
+
+static PyObject *
+EpollCore_close(EpollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    int epfd = self->epfd;
+
+    if (epfd >= 0) {
+        self->epfd = -1;        /* first: close() may run again from a
+                                   finalizer during the clear below */
+        close(epfd);
+        EpollCore_clear(self);
+        if (!self->buf_busy) {  /* else another wait is using it */
+            PyMem_Free(self->buf);
+            self->buf = NULL;
+            self->buf_size = 0;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+EpollCore_fileno(EpollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    return PyLong_FromLong(self->epfd);
+}
+
+static PyObject *
+EpollCore_get_closed(EpollCore *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->epfd < 0);
+}
+
+static PyObject *
+EpollCore_len(EpollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(self->nregistered);
+}
+
+static PyMethodDef EpollCore_methods[] = {
+    {"register", (PyCFunction)(void (*)(void))EpollCore_register,
+     METH_FASTCALL, "register(fd, events, key): add fd to the epoll set."},
+    {"modify", (PyCFunction)(void (*)(void))EpollCore_modify,
+     METH_FASTCALL, "modify(fd, events, key): change interest and key."},
+    {"unregister", (PyCFunction)EpollCore_unregister, METH_O,
+     "unregister(fd): remove fd; a closed fd is not an error."},
+    {"select", (PyCFunction)(void (*)(void))EpollCore_select,
+     METH_FASTCALL | METH_KEYWORDS,
+     "select(timeout=None) -> list of (key, events)."},
+    {"close", (PyCFunction)EpollCore_close, METH_NOARGS,
+     "close(): close the epoll fd and drop every key; idempotent."},
+    {"fileno", (PyCFunction)EpollCore_fileno, METH_NOARGS,
+     "fileno() -> the epoll file descriptor."},
+    {"registered", (PyCFunction)EpollCore_len, METH_NOARGS,
+     "registered() -> how many fds are in the table."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef EpollCore_getset[] = {
+    {"closed", (getter)EpollCore_get_closed, NULL, "True once closed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyType_Slot EpollCore_slots[] = {
+    {Py_tp_new, EpollCore_new},
+    {Py_tp_dealloc, EpollCore_dealloc},
+    {Py_tp_traverse, EpollCore_traverse},
+    {Py_tp_clear, EpollCore_clear},
+    {Py_tp_methods, EpollCore_methods},
+    {Py_tp_getset, EpollCore_getset},
+    {Py_tp_doc, "The epoll core of the native tier."},
+    {0, NULL}
+};
+
+static PyType_Spec EpollCore_spec = {
+    .name = "fastselectors._native.EpollCore",
+    .basicsize = sizeof(EpollCore),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = EpollCore_slots,
+};
+
+int
+fs_epoll_core_init(PyObject *module, fs_module_state *state)
+{
+    state->epoll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &EpollCore_spec, NULL);
+    if (state->epoll_core_type == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, state->epoll_core_type);
+}
+
+#else  /* !__linux__ */
+
+int
+fs_epoll_core_init(PyObject *module, fs_module_state *state)
+{
+    state->epoll_core_type = NULL;   /* no epoll: _backend sees no EpollCore */
+    return 0;
+}
+
+#endif

@@ -1,0 +1,47 @@
+/* Shared declarations of the native tier (fastselectors._native).
+ *
+ * The native tier is a set of "cores" (see src/fastselectors/_selectors.py):
+ * each owns a kernel object and a table of SelectorKeys, and builds the
+ * (key, events) list of select() in C.  Python keeps the bookkeeping rules.
+ */
+#ifndef FASTSELECTORS_H
+#define FASTSELECTORS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <time.h>
+
+/* selectors.EVENT_READ / EVENT_WRITE: fixed by the stdlib's public API. */
+#define FS_EVENT_READ 1u
+#define FS_EVENT_WRITE 2u
+
+typedef struct {
+    PyTypeObject *epoll_core_type;  /* NULL where the OS has no epoll */
+    PyTypeObject *poll_core_type;
+} fs_module_state;
+
+/* A wait's timeout: milliseconds for the syscall (-1 = forever) and the
+ * monotonic deadline used to retry with the remaining time after EINTR
+ * (PEP 475). */
+typedef struct {
+    int ms;
+    struct timespec deadline;
+} fs_timeout;
+
+/* common.c */
+PyObject *fs_closed_error(void);
+int fs_parse_select_args(const char *fname, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames,
+                         PyObject **timeout);
+int fs_timeout_init(fs_timeout *t, PyObject *timeout);
+int fs_timeout_remaining(fs_timeout *t);
+int fs_fd_converter(PyObject *obj, int *fd);
+int fs_events_converter(PyObject *obj, unsigned int *events);
+int fs_check_no_args(const char *name, PyObject *args, PyObject *kwds);
+
+/* epoll_core.c, poll_core.c: add the type to the module, store it in the
+ * state.  Return 0 on success, -1 with an exception set. */
+int fs_epoll_core_init(PyObject *module, fs_module_state *state);
+int fs_poll_core_init(PyObject *module, fs_module_state *state);
+
+#endif

@@ -1,0 +1,60 @@
+/* fastselectors._native: module init (multi-phase, heap types, state). */
+#include "fastselectors.h"
+
+static int
+native_exec(PyObject *module)
+{
+    fs_module_state *state = PyModule_GetState(module);
+
+    if (fs_epoll_core_init(module, state) < 0
+            || fs_poll_core_init(module, state) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+native_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    fs_module_state *state = PyModule_GetState(module);
+    Py_VISIT(state->epoll_core_type);
+    Py_VISIT(state->poll_core_type);
+    return 0;
+}
+
+static int
+native_clear(PyObject *module)
+{
+    fs_module_state *state = PyModule_GetState(module);
+    Py_CLEAR(state->epoll_core_type);
+    Py_CLEAR(state->poll_core_type);
+    return 0;
+}
+
+static void
+native_free(void *module)
+{
+    native_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot native_slots[] = {
+    {Py_mod_exec, native_exec},
+    {0, NULL}
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fastselectors._native",
+    .m_doc = "The native tier of fastselectors: epoll and poll cores in C.",
+    .m_size = sizeof(fs_module_state),
+    .m_slots = native_slots,
+    .m_traverse = native_traverse,
+    .m_clear = native_clear,
+    .m_free = native_free,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModuleDef_Init(&native_module);
+}

@@ -1,0 +1,522 @@
+/* PollCore: the native poll(2) core (every POSIX system).
+ *
+ * poll() takes an array, so the core keeps a compact pollfd array with a
+ * parallel array of keys, and an fd -> index dict for modify/unregister
+ * (poll accepts any fd number, so an fd-indexed table could be huge).
+ * Unregistering moves the last entry into the hole: order is unspecified,
+ * as in the stdlib.
+ *
+ * The wait runs on a copy of the pollfd array (a memcpy, cheap next to the
+ * O(n) poll itself): another thread may register or unregister while the
+ * GIL is released, and must not move the memory the kernel writes to.  A
+ * generation counter tells whether the copy still lines up with the key
+ * array afterwards; if not, ready fds are looked up by number.
+ */
+#include "fastselectors.h"
+
+#include <errno.h>
+#include <poll.h>
+
+typedef struct {
+    PyObject_HEAD
+    struct pollfd *fds;         /* compact, n entries */
+    PyObject **keys;            /* keys[i] belongs to fds[i] (strong refs) */
+    Py_ssize_t n, cap;
+    PyObject *index;            /* dict: fd -> index into fds/keys */
+    struct pollfd *wait_buf;    /* reused copy of fds for the wait */
+    Py_ssize_t wait_cap;
+    int wait_busy;
+    unsigned long generation;   /* bumped by every change of fds/keys */
+    int closed;
+} PollCore;
+
+static short
+to_poll_mask(unsigned int events)
+{
+    short mask = 0;
+    if (events & FS_EVENT_READ) {
+        mask |= POLLIN;
+    }
+    if (events & FS_EVENT_WRITE) {
+        mask |= POLLOUT;
+    }
+    return mask;
+}
+
+static unsigned int
+interest_of(short mask)
+{
+    return ((mask & POLLIN) ? FS_EVENT_READ : 0)
+           | ((mask & POLLOUT) ? FS_EVENT_WRITE : 0);
+}
+
+/* The stdlib's rule: anything but IN (OUT, HUP, ERR, NVAL) wakes write
+ * interest, anything but OUT wakes read interest. */
+static unsigned int
+from_poll_mask(short mask)
+{
+    unsigned int events = 0;
+    if (mask & ~POLLIN) {
+        events |= FS_EVENT_WRITE;
+    }
+    if (mask & ~POLLOUT) {
+        events |= FS_EVENT_READ;
+    }
+    return events;
+}
+
+static PyObject *
+PollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PollCore *self;
+
+    if (fs_check_no_args("PollCore", args, kwds) < 0) {
+        return NULL;
+    }
+    self = (PollCore *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->index = PyDict_New();
+    if (self->index == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+PollCore_traverse(PollCore *self, visitproc visit, void *arg)
+{
+    Py_ssize_t i;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->index);
+    for (i = 0; i < self->n; i++) {
+        Py_VISIT(self->keys[i]);
+    }
+    return 0;
+}
+
+static int
+PollCore_clear(PollCore *self)
+{
+    /* Pop from the end, one at a time, with n updated before each DECREF:
+     * a finalizer that re-enters the core sees a consistent state. */
+    while (self->n > 0) {
+        PyObject *key = self->keys[--self->n];
+        self->generation++;
+        Py_DECREF(key);
+    }
+    if (self->index != NULL) {
+        PyDict_Clear(self->index);
+    }
+    return 0;
+}
+
+static void
+PollCore_dealloc(PollCore *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    PollCore_clear(self);
+    Py_CLEAR(self->index);
+    PyMem_Free(self->fds);
+    PyMem_Free(self->keys);
+    PyMem_Free(self->wait_buf);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* index[fd] -> position, or -1 (no exception) if fd is not registered. */
+static Py_ssize_t
+find(PollCore *self, PyObject *fd_obj)
+{
+    PyObject *pos = PyDict_GetItemWithError(self->index, fd_obj);
+    if (pos == NULL) {
+        return PyErr_Occurred() ? -2 : -1;
+    }
+    return PyLong_AsSsize_t(pos);
+}
+
+static int
+set_index(PollCore *self, int fd, Py_ssize_t pos)
+{
+    PyObject *k = PyLong_FromLong(fd), *v;
+    int rc;
+    if (k == NULL) {
+        return -1;
+    }
+    v = PyLong_FromSsize_t(pos);
+    if (v == NULL) {
+        Py_DECREF(k);
+        return -1;
+    }
+    rc = PyDict_SetItem(self->index, k, v);
+    Py_DECREF(k);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int
+reserve(PollCore *self)
+{
+    Py_ssize_t cap;
+    struct pollfd *fds;
+    PyObject **keys;
+
+    if (self->n < self->cap) {
+        return 0;
+    }
+    cap = self->cap ? 2 * self->cap : 16;
+    fds = PyMem_Realloc(self->fds, (size_t)cap * sizeof(*fds));
+    if (fds == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->fds = fds;
+    keys = PyMem_Realloc(self->keys, (size_t)cap * sizeof(*keys));
+    if (keys == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->keys = keys;
+    self->cap = cap;
+    return 0;
+}
+
+static int
+parse_fd_events(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                int *fd, unsigned int *events)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes exactly 3 arguments (%zd given)",
+                     name, nargs);
+        return -1;
+    }
+    if (fs_fd_converter(args[0], fd) < 0
+            || fs_events_converter(args[1], events) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+PollCore_register(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    unsigned int events;
+    Py_ssize_t pos;
+
+    if (parse_fd_events("register", args, nargs, &fd, &events) < 0) {
+        return NULL;
+    }
+    if (self->closed) {
+        return fs_closed_error();
+    }
+    pos = find(self, args[0]);
+    if (pos == -2) {
+        return NULL;
+    }
+    if (pos >= 0) {
+        PyErr_Format(PyExc_KeyError, "fd %d is already registered", fd);
+        return NULL;
+    }
+    /* Everything that can fail happens before the arrays change. */
+    if (reserve(self) < 0 || set_index(self, fd, self->n) < 0) {
+        return NULL;
+    }
+    pos = self->n++;
+    self->fds[pos].fd = fd;
+    self->fds[pos].events = to_poll_mask(events);
+    self->fds[pos].revents = 0;
+    Py_INCREF(args[2]);
+    self->keys[pos] = args[2];
+    self->generation++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PollCore_modify(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd;
+    unsigned int events;
+    Py_ssize_t pos;
+
+    if (parse_fd_events("modify", args, nargs, &fd, &events) < 0) {
+        return NULL;
+    }
+    if (self->closed) {
+        return fs_closed_error();
+    }
+    pos = find(self, args[0]);
+    if (pos < 0) {
+        if (pos == -1) {
+            PyErr_Format(PyExc_KeyError, "fd %d is not registered", fd);
+        }
+        return NULL;
+    }
+    self->fds[pos].events = to_poll_mask(events);
+    self->generation++;
+    Py_INCREF(args[2]);
+    Py_SETREF(self->keys[pos], args[2]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PollCore_unregister(PollCore *self, PyObject *arg)
+{
+    int fd;
+    Py_ssize_t pos, last;
+    PyObject *key;
+
+    if (fs_fd_converter(arg, &fd) < 0) {
+        return NULL;
+    }
+    pos = find(self, arg);
+    if (pos == -2) {
+        return NULL;
+    }
+    if (pos == -1) {
+        Py_RETURN_NONE;
+    }
+    last = self->n - 1;
+    if (pos != last && set_index(self, self->fds[last].fd, pos) < 0) {
+        return NULL;
+    }
+    if (PyDict_DelItem(self->index, arg) < 0) {
+        return NULL;
+    }
+    key = self->keys[pos];
+    self->fds[pos] = self->fds[last];
+    self->keys[pos] = self->keys[last];
+    self->n = last;
+    self->generation++;
+    Py_DECREF(key);     /* last: may run arbitrary code */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+append_ready(PyObject *result, PyObject *key, unsigned int events)
+{
+    PyObject *ready, *pair;
+    int rc;
+
+    ready = PyLong_FromLong((long)events);
+    if (ready == NULL) {
+        return NULL;
+    }
+    pair = PyTuple_Pack(2, key, ready);
+    Py_DECREF(ready);
+    if (pair == NULL) {
+        return NULL;
+    }
+    rc = PyList_Append(result, pair);
+    Py_DECREF(pair);
+    return rc < 0 ? NULL : result;
+}
+
+/* Collect the ready entries of the wait copy. */
+static PyObject *
+build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
+             unsigned long generation)
+{
+    PyObject *result = PyList_New(0);
+    Py_ssize_t i;
+
+    if (result == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < nfds && nready > 0; i++) {
+        Py_ssize_t pos = i;
+        PyObject *key;
+
+        if (fds[i].revents == 0) {
+            continue;
+        }
+        nready--;
+        if (generation != self->generation) {
+            /* The arrays changed during the wait (or during this loop,
+             * through a finalizer): find the fd's current entry, if any. */
+            PyObject *fd_obj = PyLong_FromLong(fds[i].fd);
+            if (fd_obj == NULL) {
+                goto error;
+            }
+            pos = find(self, fd_obj);
+            Py_DECREF(fd_obj);
+            if (pos == -2) {
+                goto error;
+            }
+            if (pos == -1) {
+                continue;
+            }
+        }
+        key = self->keys[pos];
+        Py_INCREF(key);
+        if (append_ready(result, key,
+                         from_poll_mask(fds[i].revents)
+                         & interest_of(self->fds[pos].events)) == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_DECREF(key);
+    }
+    return result;
+
+error:
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    PyObject *timeout_obj, *result = NULL;
+    fs_timeout timeout;
+    struct pollfd *fds;
+    Py_ssize_t nfds;
+    unsigned long generation;
+    int n, own_buffer;
+
+    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
+        return NULL;
+    }
+    if (self->closed) {
+        return fs_closed_error();
+    }
+    if (fs_timeout_init(&timeout, timeout_obj) < 0) {
+        return NULL;
+    }
+    nfds = self->n;
+    own_buffer = !self->wait_busy;
+    if (own_buffer) {
+        if (self->wait_cap < nfds) {
+            fds = PyMem_Realloc(self->wait_buf, (size_t)self->cap * sizeof(*fds));
+            if (fds == NULL) {
+                return PyErr_NoMemory();
+            }
+            self->wait_buf = fds;
+            self->wait_cap = self->cap;
+        }
+        fds = self->wait_buf;
+        self->wait_busy = 1;
+    }
+    else {
+        fds = PyMem_Malloc((size_t)Py_MAX(nfds, 1) * sizeof(*fds));
+        if (fds == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    if (nfds > 0) {
+        memcpy(fds, self->fds, (size_t)nfds * sizeof(*fds));
+    }
+    generation = self->generation;
+
+    for (;;) {
+        int saved_errno;
+        Py_BEGIN_ALLOW_THREADS
+        n = poll(fds, (nfds_t)nfds, timeout.ms);
+        saved_errno = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            break;
+        }
+        if (saved_errno != EINTR) {
+            errno = saved_errno;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto done;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            goto done;
+        }
+        timeout.ms = fs_timeout_remaining(&timeout);
+        if (timeout.ms == 0) {
+            n = 0;
+            break;
+        }
+    }
+    result = build_result(self, fds, nfds, n, generation);
+
+done:
+    if (own_buffer) {
+        self->wait_busy = 0;
+    }
+    else {
+        PyMem_Free(fds);
+    }
+    return result;
+}
+
+static PyObject *
+PollCore_close(PollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->closed) {
+        self->closed = 1;
+        PollCore_clear(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PollCore_get_closed(PollCore *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+PollCore_len(PollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(self->n);
+}
+
+static PyMethodDef PollCore_methods[] = {
+    {"register", (PyCFunction)(void (*)(void))PollCore_register,
+     METH_FASTCALL, "register(fd, events, key): add fd to the poll set."},
+    {"modify", (PyCFunction)(void (*)(void))PollCore_modify,
+     METH_FASTCALL, "modify(fd, events, key): change interest and key."},
+    {"unregister", (PyCFunction)PollCore_unregister, METH_O,
+     "unregister(fd): remove fd if registered."},
+    {"select", (PyCFunction)(void (*)(void))PollCore_select,
+     METH_FASTCALL | METH_KEYWORDS,
+     "select(timeout=None) -> list of (key, events)."},
+    {"close", (PyCFunction)PollCore_close, METH_NOARGS,
+     "close(): drop every key; idempotent."},
+    {"registered", (PyCFunction)PollCore_len, METH_NOARGS,
+     "registered() -> how many fds are in the set."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef PollCore_getset[] = {
+    {"closed", (getter)PollCore_get_closed, NULL, "True once closed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyType_Slot PollCore_slots[] = {
+    {Py_tp_new, PollCore_new},
+    {Py_tp_dealloc, PollCore_dealloc},
+    {Py_tp_traverse, PollCore_traverse},
+    {Py_tp_clear, PollCore_clear},
+    {Py_tp_methods, PollCore_methods},
+    {Py_tp_getset, PollCore_getset},
+    {Py_tp_doc, "The poll core of the native tier."},
+    {0, NULL}
+};
+
+static PyType_Spec PollCore_spec = {
+    .name = "fastselectors._native.PollCore",
+    .basicsize = sizeof(PollCore),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = PollCore_slots,
+};
+
+int
+fs_poll_core_init(PyObject *module, fs_module_state *state)
+{
+    state->poll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &PollCore_spec, NULL);
+    if (state->poll_core_type == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, state->poll_core_type);
+}

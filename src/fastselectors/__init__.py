@@ -1,0 +1,19 @@
+"""fastselectors: a faster drop-in for the stdlib ``selectors`` module.
+
+    import fastselectors as selectors
+
+``BACKEND`` names the active tier ("native", "cffi" or "pure").
+"""
+
+from selectors import BaseSelector, SelectorKey, EVENT_READ, EVENT_WRITE
+
+from ._backend import choose as _choose
+
+__version__ = "0.1.0"
+
+BACKEND, _classes = _choose()
+globals().update(_classes)
+
+__all__ = ["BaseSelector", "SelectorKey", "EVENT_READ", "EVENT_WRITE",
+           "BACKEND"] + sorted(_classes)
+del _choose, _classes

@@ -1,0 +1,117 @@
+"""The only place that chooses a tier (native, cffi or pure).
+
+``FASTSELECTORS_BACKEND=native|cffi|pure`` forces one and fails loudly
+(ImportError) if it cannot be loaded; otherwise the fastest available wins:
+native on CPython, cffi on PyPy (cffi is PyPy's fast FFI; a C extension
+runs there through the slow cpyext layer, so we do not build one), and pure
+wherever nothing was compiled.
+"""
+
+import os
+import platform
+import selectors as _stdlib
+
+from . import _pure
+from ._selectors import CoreSelector, KernelFdSelector, make_selector
+
+TIERS = ("native", "cffi", "pure")
+ENV_VAR = "FASTSELECTORS_BACKEND"
+
+
+def _core_classes(tier):
+    """Return {"epoll": cls, "poll": cls, "select": cls} for *tier*; a
+    missing key means this platform has no such kernel API."""
+    if tier == "native":
+        from . import _native as mod
+    elif tier == "cffi":
+        from . import _cffi_cores as mod
+    elif tier == "pure":
+        mod = _pure
+    else:
+        raise ImportError("{}={!r}: unknown tier, expected one of {}"
+                          .format(ENV_VAR, tier, ", ".join(TIERS)))
+    cores = {"select": _pure.SelectCore}
+    for name, attr in (("epoll", "EpollCore"), ("poll", "PollCore")):
+        core = getattr(mod, attr, None)
+        if core is not None and _works(core):
+            cores[name] = core
+    return cores
+
+
+def _works(core_cls):
+    """Like the stdlib's ``_can_use``: the API may exist but the kernel (or
+    a seccomp filter) may refuse it."""
+    try:
+        core = core_cls()
+        core.select(0)
+        core.close()
+    except OSError:
+        return False
+    return True
+
+
+def selector_classes(tier):
+    """Build the public selector classes of *tier* as a dict name -> class.
+
+    Raises ImportError if the tier cannot be loaded here.
+    """
+    cores = _core_classes(tier)
+    classes = {"SelectSelector": make_selector("SelectSelector",
+                                               cores["select"])}
+    if "poll" in cores:
+        classes["PollSelector"] = make_selector("PollSelector", cores["poll"])
+    if "epoll" in cores:
+        classes["EpollSelector"] = make_selector(
+            "EpollSelector", cores["epoll"], base=KernelFdSelector)
+    # Platform selectors we have no core for are the stdlib's own classes:
+    # never worse than the stdlib's choice on that platform.
+    for name in ("KqueueSelector", "DevpollSelector"):
+        if hasattr(_stdlib, name):
+            classes[name] = getattr(_stdlib, name)
+    classes["DefaultSelector"] = _default(classes)
+    return classes
+
+
+def _default(classes):
+    # kqueue first where the stdlib prefers it, then epoll, devpoll, poll.
+    for name in ("KqueueSelector", "EpollSelector", "DevpollSelector",
+                 "PollSelector"):
+        if name in classes:
+            if name in ("KqueueSelector", "DevpollSelector") and \
+                    _stdlib.DefaultSelector is not classes[name]:
+                continue
+            return classes[name]
+    return classes["SelectSelector"]
+
+
+def available_tiers():
+    """The tiers that load on this interpreter, fastest first."""
+    found = []
+    for tier in TIERS:
+        try:
+            _core_classes(tier)
+        except ImportError:
+            continue
+        found.append(tier)
+    return found
+
+
+def choose():
+    """Return (tier, classes) for this process."""
+    forced = os.environ.get(ENV_VAR, "").strip()
+    if forced:
+        try:
+            return forced, selector_classes(forced)
+        except ImportError as exc:
+            raise ImportError(
+                "{}={} was requested but that tier cannot be loaded: {}"
+                .format(ENV_VAR, forced, exc)) from exc
+    order = TIERS
+    if platform.python_implementation() != "CPython":
+        order = ("cffi", "pure")
+    for tier in order:
+        try:
+            return tier, selector_classes(tier)
+        except ImportError:
+            continue
+    raise AssertionError("unreachable: the pure tier always loads")

@@ -1,0 +1,177 @@
+"""The selector classes: one generic class, parametrised by a *core*.
+
+A core owns the kernel object (epoll fd, pollfd array, select sets) and a
+fd -> key table, and builds ``select()``'s result list itself.  Each tier
+(native C, cffi, pure Python) provides cores with the same interface::
+
+    core = Core()                      # may raise OSError
+    core.register(fd, events, key)     # kernel add; on error nothing stored
+    core.modify(fd, events, key)       # kernel change only if events changed
+    core.unregister(fd)                # never raises for a closed fd
+    core.select(timeout=None)          # -> [(key, ready_events), ...]
+    core.close()                       # idempotent
+    core.fileno()                      # only cores with a kernel fd
+
+``fd`` is a validated int >= 0, ``events`` a validated mask and ``key`` the
+``SelectorKey`` to report.  This module keeps the stdlib's bookkeeping rules
+(``_base``) and never makes a syscall itself, so the hot path -- ``select()``
+-- is the core's own method, bound on the instance: on the native tier no
+Python frame runs between the caller and ``epoll_wait`` (issue #3).
+"""
+
+from selectors import BaseSelector, SelectorKey
+
+from ._base import (SelectorMapping, check_events, closed_error,
+                    fileobj_to_fd)
+
+
+class CoreSelector(BaseSelector):
+    """A ``selectors.BaseSelector`` whose kernel work is done by a core."""
+
+    #: The core class; set by each concrete selector.
+    _core_cls = None
+
+    def __init__(self):
+        self._core = self._core_cls()
+        self._fd_to_key = {}
+        self._map = SelectorMapping(self)
+        # Bind the core's select() on the instance, skipping our Python
+        # wrapper -- unless a subclass overrides select(), which must win.
+        if type(self).select is CoreSelector.select:
+            self.select = self._core.select
+
+    def _fileobj_lookup(self, fileobj):
+        """Like ``fileobj_to_fd`` but finds a registered object whose fd can
+        no longer be read (e.g. a closed socket), by identity."""
+        try:
+            return fileobj_to_fd(fileobj)
+        except ValueError:
+            for key in self._fd_to_key.values():
+                if key.fileobj is fileobj:
+                    return key.fd
+            raise
+
+    def register(self, fileobj, events, data=None):
+        """Register a file object.
+
+        Parameters:
+            fileobj: file object or file descriptor
+            events: mask of ``EVENT_READ | EVENT_WRITE``
+            data: any object, returned in the key
+        Returns:
+            the new ``SelectorKey``
+        Raises:
+            ValueError: invalid events, invalid file object, or closed selector
+            KeyError: fileobj (or its fd) is already registered
+            OSError: the kernel refused the fd (epoll: closed fd, regular file)
+        """
+        check_events(events)
+        fd = self._fileobj_lookup(fileobj)
+        if self._map is None:
+            raise closed_error()
+        if fd in self._fd_to_key:
+            raise KeyError("{!r} (FD {}) is already registered"
+                           .format(fileobj, fd))
+        key = SelectorKey(fileobj, fd, events, data)
+        self._core.register(fd, events, key)
+        self._fd_to_key[fd] = key
+        return key
+
+    def unregister(self, fileobj):
+        """Unregister a file object; a since-closed fd does not raise.
+
+        Returns:
+            the removed ``SelectorKey``
+        Raises:
+            KeyError: fileobj is not registered
+        """
+        try:
+            key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
+        except KeyError:
+            raise KeyError("{!r} is not registered".format(fileobj)) from None
+        self._core.unregister(key.fd)
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        """Change the events or the data of a registered file object.
+
+        Returns:
+            the new ``SelectorKey`` (the same object if nothing changed)
+        Raises:
+            KeyError: fileobj is not registered
+            ValueError: invalid events; the registration is kept unchanged
+                (the stdlib poll/epoll selectors accept any mask here, and
+                its select selector drops the registration)
+            OSError: the kernel refused the change (e.g. the fd was closed);
+                as in the stdlib, the registration is removed
+        """
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError("{!r} is not registered".format(fileobj)) from None
+        events_changed = events != key.events
+        if events_changed:
+            check_events(events)
+        if events_changed or data != key.data:
+            new_key = key._replace(events=events, data=data)
+            try:
+                self._core.modify(key.fd, events, new_key)
+            except BaseException:
+                # The stdlib forgets a registration whose modify failed in
+                # the kernel; do the same, and keep the core consistent.
+                del self._fd_to_key[key.fd]
+                self._core.unregister(key.fd)
+                raise
+            self._fd_to_key[key.fd] = key = new_key
+        return key
+
+    def select(self, timeout=None):
+        """Wait until some registered file objects are ready, or timeout.
+
+        Parameters:
+            timeout: None blocks; <= 0 polls; otherwise seconds, rounded up
+                to the kernel's resolution (never returns early)
+        Returns:
+            list of ``(key, events)``; ``events`` is the ready subset of
+            ``key.events`` (HUP and ERR report both read and write interest)
+        Raises:
+            ValueError: closed selector, NaN timeout
+            OverflowError: timeout too large for the kernel
+            TypeError: timeout is not a number
+        """
+        return self._core.select(timeout)
+
+    def close(self):
+        """Close the selector and free the kernel resources; idempotent."""
+        self._core.close()
+        self._fd_to_key.clear()
+        self._map = None
+
+    def get_map(self):
+        """Return the live read-only mapping of file objects to keys, or
+        None once closed."""
+        return self._map
+
+    def __repr__(self):
+        state = "closed" if self._map is None else \
+            "{} registered".format(len(self._fd_to_key))
+        return "<{}.{} {}>".format(type(self).__module__,
+                                   type(self).__qualname__, state)
+
+
+class KernelFdSelector(CoreSelector):
+    """A selector whose core owns a kernel fd (epoll)."""
+
+    def fileno(self):
+        """Return the kernel object's file descriptor."""
+        return self._core.fileno()
+
+
+def make_selector(name, core_cls, base=CoreSelector, doc=None):
+    """Build the public class *name* over *core_cls*."""
+    return type(name, (base,), {
+        "_core_cls": core_cls,
+        "__module__": "fastselectors",
+        "__qualname__": name,
+        "__doc__": doc or "{}-based selector.".format(name[:-8]),
+    })
