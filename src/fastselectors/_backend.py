@@ -10,6 +10,7 @@ wherever nothing was compiled.
 import os
 import platform
 import selectors as _stdlib
+import warnings
 
 from . import _pure
 from ._selectors import CoreSelector, KernelFdSelector, make_selector
@@ -106,12 +107,20 @@ def choose():
             raise ImportError(
                 "{}={} was requested but that tier cannot be loaded: {}"
                 .format(ENV_VAR, forced, exc)) from exc
-    order = TIERS
-    if platform.python_implementation() != "CPython":
-        order = ("cffi", "pure")
+    cpython = platform.python_implementation() == "CPython"
+    order = TIERS if cpython else ("cffi", "pure")
     for tier in order:
         try:
-            return tier, selector_classes(tier)
-        except ImportError:
+            classes = selector_classes(tier)
+        except ImportError as exc:
+            if tier == "native" and os.name == "posix":
+                # Every wheel and every sdist build with a compiler has it:
+                # its absence is a broken install, so say it loudly.
+                warnings.warn(
+                    "fastselectors: the native tier failed to load ({}); "
+                    "falling back to a slower tier. Reinstall with a C "
+                    "compiler, or set {}=pure to silence this."
+                    .format(exc, ENV_VAR), RuntimeWarning, stacklevel=3)
             continue
+        return tier, classes
     raise AssertionError("unreachable: the pure tier always loads")

@@ -80,8 +80,12 @@ class _PollLikeCore:
         return ready
 
     def close(self):
+        # Mark closed first: dropping the keys may run finalizers that use
+        # this core again, and they must see it closed.
+        poller, self._poller = self._poller, None
+        if poller is not None and hasattr(poller, "close"):
+            poller.close()      # epoll has a kernel fd; poll has none
         self._keys.clear()
-        self._poller = None
 
 
 class EpollCore(_PollLikeCore):
@@ -106,11 +110,6 @@ class EpollCore(_PollLikeCore):
         if self._poller is None:
             raise closed_error()
         return self._poller.fileno()
-
-    def close(self):
-        if self._poller is not None:
-            self._poller.close()
-        super().close()
 
 
 class PollCore(_PollLikeCore):
@@ -199,7 +198,7 @@ class SelectCore:
         return ready
 
     def close(self):
-        self._closed = True
+        self._closed = True     # first, as in _PollLikeCore.close
         self._keys.clear()
         self._readers.clear()
         self._writers.clear()
