@@ -143,9 +143,11 @@ class CoreSelector(BaseSelector):
 
     def close(self):
         """Close the selector and free the kernel resources; idempotent."""
-        self._core.close()
-        self._fd_to_key.clear()
-        self._map = None
+        try:
+            self._core.close()
+        finally:
+            self._fd_to_key.clear()
+            self._map = None
 
     def get_map(self):
         """Return the live read-only mapping of file objects to keys, or
