@@ -27,12 +27,15 @@
 #ifdef __linux__
 
 #include <errno.h>
+#include <stdint.h>
 #include <sys/epoll.h>
+#include "pythread.h"
 #include <unistd.h>
 
 typedef struct {
     PyObject *key;          /* the SelectorKey reported, or NULL: free */
     unsigned int events;    /* its EVENT_READ|EVENT_WRITE interest */
+    uint64_t stamp;         /* core->mutations when the entry last changed */
 } fs_entry;
 
 typedef struct {
@@ -41,9 +44,19 @@ typedef struct {
     fs_entry *table;            /* indexed by fd */
     Py_ssize_t table_size;
     Py_ssize_t nregistered;
-    struct epoll_event *buf;    /* reused by every wait that finds it free */
+    uint64_t mutations;         /* bumped by every register/modify/unregister */
+    struct epoll_event *buf;    /* reused by every select() that finds it free */
     int buf_size;
     int buf_busy;
+    /* dispatch() has a buffer of its own: events still pending after a
+     * callback raised stay there for the next dispatch(), whatever select()
+     * does in between.  dpos..dn is the pending part; dstamp the value of
+     * mutations when the batch was taken (an entry changed since then has
+     * its pending event dropped, libuv-style). */
+    struct epoll_event *dbuf;
+    int dbuf_size, dpos, dn;
+    uint64_t dstamp;
+    unsigned long dthread;      /* thread inside dispatch(), 0 if none */
 } EpollCore;
 
 static uint32_t
@@ -131,6 +144,7 @@ EpollCore_dealloc(EpollCore *self)
     }
     PyMem_Free(self->table);
     PyMem_Free(self->buf);
+    PyMem_Free(self->dbuf);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -214,6 +228,7 @@ EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
         self->nregistered++;
     }
     entry->events = events;
+    entry->stamp = ++self->mutations;
     /* A stale key can only be here if the fd was closed (which removed it
      * from the kernel) and its number reused; the new one replaces it. */
     Py_INCREF(args[2]);
@@ -244,6 +259,7 @@ EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     entry = &self->table[fd];
     entry->events = events;
+    entry->stamp = ++self->mutations;
     Py_INCREF(args[2]);
     Py_SETREF(entry->key, args[2]);
     Py_RETURN_NONE;
@@ -262,6 +278,7 @@ EpollCore_unregister(EpollCore *self, PyObject *arg)
         Py_RETURN_NONE;
     }
     self->nregistered--;
+    self->table[fd].stamp = ++self->mutations;
     /* EBADF or ENOENT: the fd was closed since it was registered, and the
      * kernel already dropped it.  Nothing else can fail for EPOLL_CTL_DEL. */
     (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -322,14 +339,92 @@ error:
     return NULL;
 }
 
+/* Room for every registered fd, like the stdlib, so that one call returns
+ * everything that is ready (and at least 1, as epoll_wait requires). */
+static int
+default_maxevents(EpollCore *self)
+{
+    if (self->nregistered <= 0) {
+        return 1;
+    }
+    return (int)Py_MIN(self->nregistered,
+                       INT_MAX / (Py_ssize_t)sizeof(struct epoll_event));
+}
+
+/* Make *buf hold at least need events; grow geometrically so that a
+ * registration storm does not reallocate on every wait. */
+static int
+reserve_events(struct epoll_event **buf, int *size, int need)
+{
+    struct epoll_event *grown;
+    int new_size;
+
+    if (*size >= need) {
+        return 0;
+    }
+    new_size = Py_MAX(need, Py_MIN(2 * *size,
+                                   INT_MAX / (int)sizeof(struct epoll_event)));
+    grown = PyMem_Realloc(*buf, (size_t)new_size * sizeof(**buf));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *buf = grown;
+    *size = new_size;
+    return 0;
+}
+
+/* epoll_wait() without the GIL, retried on EINTR with the remaining time
+ * once the signal handlers have run (PEP 475).  Returns the number of
+ * events, or -1 with an exception set. */
+static int
+wait_events(int epfd, struct epoll_event *events, int maxevents,
+            fs_timeout *timeout)
+{
+    for (;;) {
+        int n, saved_errno;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, events, maxevents, timeout->ms);
+        saved_errno = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            return n;
+        }
+        if (saved_errno != EINTR) {
+            errno = saved_errno;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        timeout->ms = fs_timeout_remaining(timeout);
+        if (timeout->ms == 0) {
+            return 0;
+        }
+    }
+}
+
+static int
+check_not_in_callback(EpollCore *self, const char *name)
+{
+    if (self->dthread != 0 && self->dthread == PyThread_get_thread_ident()) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s() called from a dispatch() callback of the same "
+                     "selector", name);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
 {
-    PyObject *timeout_obj, *result;
+    PyObject *timeout_obj, *result = NULL;
     fs_timeout timeout;
     struct epoll_event *events;
-    int maxevents, n, epfd, own_buffer;
+    int maxevents, n, own_buffer;
 
     if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
         return NULL;
@@ -337,67 +432,31 @@ EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    if (fs_timeout_init(&timeout, timeout_obj) < 0) {
+    if (check_not_in_callback(self, "select") < 0
+            || fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
-    /* Like the stdlib: room for every registered fd, so one call returns
-     * everything that is ready (and at least 1, as epoll_wait requires). */
-    maxevents = self->nregistered > 0
-        ? (int)Py_MIN(self->nregistered, INT_MAX / (int)sizeof(struct epoll_event))
-        : 1;
+    maxevents = default_maxevents(self);
     own_buffer = !self->buf_busy;
     if (own_buffer) {
-        if (self->buf_size < maxevents) {
-            /* Grow geometrically so a registration storm does not
-             * reallocate on every wait. */
-            int size = Py_MAX(maxevents, Py_MIN(2 * self->buf_size,
-                                                INT_MAX / (int)sizeof(struct epoll_event)));
-            events = PyMem_Realloc(self->buf, (size_t)size * sizeof(*events));
-            if (events == NULL) {
-                return PyErr_NoMemory();
-            }
-            self->buf = events;
-            self->buf_size = size;
+        if (reserve_events(&self->buf, &self->buf_size, maxevents) < 0) {
+            return NULL;
         }
         events = self->buf;
         self->buf_busy = 1;
     }
     else {
+        /* Another thread's wait, or a finalizer run in the middle of
+         * build_result(), holds the shared buffer. */
         events = PyMem_Malloc((size_t)maxevents * sizeof(*events));
         if (events == NULL) {
             return PyErr_NoMemory();
         }
     }
-
-    epfd = self->epfd;
-    for (;;) {
-        int saved_errno;
-        Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait(epfd, events, maxevents, timeout.ms);
-        saved_errno = errno;
-        Py_END_ALLOW_THREADS
-        if (n >= 0) {
-            break;
-        }
-        if (saved_errno != EINTR) {
-            errno = saved_errno;
-            PyErr_SetFromErrno(PyExc_OSError);
-            result = NULL;
-            goto done;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            result = NULL;
-            goto done;
-        }
-        timeout.ms = fs_timeout_remaining(&timeout);
-        if (timeout.ms == 0) {
-            n = 0;
-            break;
-        }
+    n = wait_events(self->epfd, events, maxevents, &timeout);
+    if (n >= 0) {
+        result = build_result(self, events, n);
     }
-    result = build_result(self, events, n);
-
-done:
     if (own_buffer) {
         self->buf_busy = 0;
     }
@@ -405,6 +464,148 @@ done:
         PyMem_Free(events);
     }
     return result;
+}
+
+/* key.data(key, events).  Keys are SelectorKeys (namedtuples: data is item
+ * 3); anything else is asked for its .data attribute. */
+static PyObject *
+invoke_callback(PyObject *key, unsigned int ready)
+{
+    PyObject *callback, *result, *argv[3];
+
+    if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) == 4) {
+        callback = PyTuple_GET_ITEM(key, 3);
+        Py_INCREF(callback);
+    }
+    else {
+        callback = PyObject_GetAttrString(key, "data");
+        if (callback == NULL) {
+            return NULL;
+        }
+    }
+    argv[0] = NULL;
+    argv[1] = key;
+    argv[2] = PyLong_FromLong((long)ready);     /* cached small int */
+    if (argv[2] == NULL) {
+        Py_DECREF(callback);
+        return NULL;
+    }
+    result = PyObject_Vectorcall(callback, argv + 1,
+                                 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(argv[2]);
+    Py_DECREF(callback);
+    return result;
+}
+
+/* Deliver the pending part of the dispatch batch, counting the callbacks
+ * run in *count.  Returns -1 if a callback raised (the rest stays pending),
+ * else 0. */
+static int
+deliver_pending(EpollCore *self, Py_ssize_t *count)
+{
+    while (self->dpos < self->dn) {
+        struct epoll_event *ev = &self->dbuf[self->dpos++];
+        int fd = ev->data.fd;
+        fs_entry *entry;
+        unsigned int ready;
+        PyObject *key, *result;
+
+        if (fd < 0 || fd >= self->table_size) {
+            continue;
+        }
+        entry = &self->table[fd];
+        /* Unregistered, or changed by an earlier callback of this batch:
+         * the event was computed before that change, drop it. */
+        if (entry->key == NULL || entry->stamp > self->dstamp) {
+            continue;
+        }
+        ready = from_epoll_mask(ev->events) & entry->events;
+        if (ready == 0) {
+            continue;
+        }
+        key = entry->key;
+        Py_INCREF(key);
+        result = invoke_callback(key, ready);
+        Py_DECREF(key);
+        if (result == NULL) {
+            return -1;
+        }
+        Py_DECREF(result);
+        (*count)++;
+        if (self->epfd < 0) {
+            break;              /* a callback closed the selector */
+        }
+    }
+    return 0;
+}
+
+/* dispatch(timeout=None) -> int.  The contract is written in
+ * _selectors.CoreSelector.dispatch. */
+static PyObject *
+EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
+{
+    PyObject *timeout_obj;
+    fs_timeout timeout;
+    unsigned long me;
+    Py_ssize_t count = 0;
+    int rc = 0;
+
+    if (fs_parse_select_args("dispatch", args, nargs, kwnames,
+                             &timeout_obj) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    me = PyThread_get_thread_ident();
+    if (self->dthread != 0) {
+        PyErr_SetString(PyExc_RuntimeError, self->dthread == me
+            ? "dispatch() called from a dispatch() callback of the same "
+              "selector"
+            : "dispatch() is already running in another thread on this "
+              "selector");
+        return NULL;
+    }
+    if (fs_timeout_init(&timeout, timeout_obj) < 0) {
+        return NULL;
+    }
+    self->dthread = me;
+    /* Events left by a callback that raised come first, without a wait. */
+    rc = deliver_pending(self, &count);
+    if (rc == 0 && count == 0 && self->epfd >= 0) {
+        /* Nothing (still valid) was pending: wait for a new batch. */
+        int maxevents = default_maxevents(self), n;
+        if (reserve_events(&self->dbuf, &self->dbuf_size, maxevents) < 0) {
+            rc = -1;
+        }
+        else {
+            n = wait_events(self->epfd, self->dbuf, maxevents, &timeout);
+            if (n < 0) {
+                rc = -1;
+            }
+            else {
+                self->dpos = 0;
+                self->dn = n;
+                /* Taken after the wait, with the GIL: changes made by
+                 * other threads during the wait are in the table. */
+                self->dstamp = self->mutations;
+                rc = deliver_pending(self, &count);
+            }
+        }
+    }
+    self->dthread = 0;
+    if (self->epfd < 0) {
+        /* Closed by a callback: close() left the buffer to us. */
+        self->dpos = self->dn = 0;
+        PyMem_Free(self->dbuf);
+        self->dbuf = NULL;
+        self->dbuf_size = 0;
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
 }
 
 static PyObject *
@@ -421,6 +622,12 @@ EpollCore_close(EpollCore *self, PyObject *Py_UNUSED(ignored))
             PyMem_Free(self->buf);
             self->buf = NULL;
             self->buf_size = 0;
+        }
+        if (self->dthread == 0) {   /* else dispatch() frees it */
+            PyMem_Free(self->dbuf);
+            self->dbuf = NULL;
+            self->dbuf_size = 0;
+            self->dpos = self->dn = 0;
         }
     }
     Py_RETURN_NONE;
@@ -457,6 +664,10 @@ static PyMethodDef EpollCore_methods[] = {
     {"select", (PyCFunction)(void (*)(void))EpollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None) -> list of (key, events)."},
+    {"dispatch", (PyCFunction)(void (*)(void))EpollCore_dispatch,
+     METH_FASTCALL | METH_KEYWORDS,
+     "dispatch(timeout=None) -> int: wait once, call key.data(key, events) "
+     "for each ready registration."},
     {"close", (PyCFunction)EpollCore_close, METH_NOARGS,
      "close(): close the epoll fd and drop every key; idempotent."},
     {"fileno", (PyCFunction)EpollCore_fileno, METH_NOARGS,

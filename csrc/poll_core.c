@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include "pythread.h"
 
 typedef struct {
     PyObject_HEAD
@@ -28,6 +29,14 @@ typedef struct {
     int wait_busy;
     unsigned long generation;   /* bumped by every change of fds/keys */
     int closed;
+    /* dispatch(): the batch of its last wait, as [(key, events)], and the
+     * first item not yet delivered.  A pending event is delivered only if
+     * its fd's current key is still the very same object: every
+     * register/modify/unregister stores a new key, and the list's strong
+     * reference keeps the old one's identity from being recycled. */
+    PyObject *pending;
+    Py_ssize_t pending_pos;
+    unsigned long dthread;      /* thread inside dispatch(), 0 if none */
 } PollCore;
 
 static short
@@ -91,6 +100,7 @@ PollCore_traverse(PollCore *self, visitproc visit, void *arg)
     Py_ssize_t i;
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->index);
+    Py_VISIT(self->pending);
     for (i = 0; i < self->n; i++) {
         Py_VISIT(self->keys[i]);
     }
@@ -110,6 +120,7 @@ PollCore_clear(PollCore *self)
     if (self->index != NULL) {
         PyDict_Clear(self->index);
     }
+    Py_CLEAR(self->pending);
     return 0;
 }
 
@@ -368,23 +379,18 @@ error:
     return NULL;
 }
 
+/* Wait (without the GIL, EINTR retried with the remaining time) on a copy
+ * of the pollfd array and return [(key, events)]. */
 static PyObject *
-PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
-                PyObject *kwnames)
+wait_and_collect(PollCore *self, PyObject *timeout_obj)
 {
-    PyObject *timeout_obj, *result = NULL;
+    PyObject *result = NULL;
     fs_timeout timeout;
     struct pollfd *fds;
     Py_ssize_t nfds;
     unsigned long generation;
     int n, own_buffer;
 
-    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
-        return NULL;
-    }
-    if (self->closed) {
-        return fs_closed_error();
-    }
     if (fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
@@ -449,6 +455,136 @@ done:
 }
 
 static PyObject *
+PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    PyObject *timeout_obj;
+
+    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
+        return NULL;
+    }
+    if (self->closed) {
+        return fs_closed_error();
+    }
+    if (self->dthread != 0 && self->dthread == PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "select() called from a dispatch() callback of the "
+                        "same selector");
+        return NULL;
+    }
+    return wait_and_collect(self, timeout_obj);
+}
+
+/* The current key of fd, borrowed, or NULL (no exception) if none. */
+static PyObject *
+current_key(PollCore *self, PyObject *key)
+{
+    PyObject *fd_obj;
+    Py_ssize_t pos;
+
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 4) {
+        return NULL;
+    }
+    fd_obj = PyTuple_GET_ITEM(key, 1);      /* SelectorKey.fd */
+    pos = find(self, fd_obj);
+    if (pos < 0) {
+        if (pos == -2) {
+            PyErr_Clear();  /* an int key cannot fail to hash */
+        }
+        return NULL;
+    }
+    return self->keys[pos];
+}
+
+/* Deliver the pending part of the dispatch batch, counting the callbacks
+ * run in *count.  Returns -1 if a callback raised (the rest stays pending),
+ * else 0. */
+static int
+deliver_pending(PollCore *self, Py_ssize_t *count)
+{
+    while (self->pending != NULL
+           && self->pending_pos < PyList_GET_SIZE(self->pending)) {
+        PyObject *pair = PyList_GET_ITEM(self->pending, self->pending_pos);
+        PyObject *key = PyTuple_GET_ITEM(pair, 0), *result;
+        PyObject *argv[3];
+
+        self->pending_pos++;
+        if (current_key(self, key) != key) {
+            continue;       /* unregistered or changed since the wait */
+        }
+        Py_INCREF(pair);    /* close() may drop the pending list */
+        argv[0] = NULL;
+        argv[1] = key;
+        argv[2] = PyTuple_GET_ITEM(pair, 1);
+        result = PyObject_Vectorcall(PyTuple_GET_ITEM(key, 3),  /* .data */
+                                     argv + 1,
+                                     2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(pair);
+        if (result == NULL) {
+            return -1;
+        }
+        Py_DECREF(result);
+        (*count)++;
+        if (self->closed) {
+            break;          /* a callback closed the selector */
+        }
+    }
+    return 0;
+}
+
+/* dispatch(timeout=None) -> int; the contract is written in
+ * _selectors.CoreSelector.dispatch. */
+static PyObject *
+PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    PyObject *timeout_obj;
+    Py_ssize_t count = 0;
+    unsigned long me;
+    int rc;
+
+    if (fs_parse_select_args("dispatch", args, nargs, kwnames,
+                             &timeout_obj) < 0) {
+        return NULL;
+    }
+    if (self->closed) {
+        return fs_closed_error();
+    }
+    me = PyThread_get_thread_ident();
+    if (self->dthread != 0) {
+        PyErr_SetString(PyExc_RuntimeError, self->dthread == me
+            ? "dispatch() called from a dispatch() callback of the same "
+              "selector"
+            : "dispatch() is already running in another thread on this "
+              "selector");
+        return NULL;
+    }
+    self->dthread = me;
+    /* Events left by a callback that raised come first, without a wait. */
+    rc = deliver_pending(self, &count);
+    if (rc == 0 && count == 0 && !self->closed) {
+        PyObject *batch = wait_and_collect(self, timeout_obj);
+        if (batch == NULL) {
+            rc = -1;
+        }
+        else {
+            Py_XSETREF(self->pending, batch);
+            self->pending_pos = 0;
+            rc = deliver_pending(self, &count);
+        }
+    }
+    self->dthread = 0;
+    if (rc == 0 || self->closed) {
+        /* Delivered (or moot): do not keep the keys of the batch alive. */
+        Py_CLEAR(self->pending);
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *
 PollCore_close(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->closed) {
@@ -480,6 +616,10 @@ static PyMethodDef PollCore_methods[] = {
     {"select", (PyCFunction)(void (*)(void))PollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None) -> list of (key, events)."},
+    {"dispatch", (PyCFunction)(void (*)(void))PollCore_dispatch,
+     METH_FASTCALL | METH_KEYWORDS,
+     "dispatch(timeout=None) -> int: wait once, call key.data(key, events) "
+     "for each ready registration."},
     {"close", (PyCFunction)PollCore_close, METH_NOARGS,
      "close(): drop every key; idempotent."},
     {"registered", (PyCFunction)PollCore_len, METH_NOARGS,

@@ -11,6 +11,7 @@ import sys
 from selectors import EVENT_READ, EVENT_WRITE
 
 from ._base import closed_error
+from ._pydispatch import DispatchMixin
 
 
 def _poll_timeout_ms(timeout):
@@ -23,7 +24,7 @@ def _poll_timeout_ms(timeout):
     return math.ceil(timeout * 1e3)
 
 
-class _PollLikeCore:
+class _PollLikeCore(DispatchMixin):
     """Shared by the epoll and poll cores: same masks, same result loop."""
 
     _IN = _OUT = 0
@@ -61,6 +62,10 @@ class _PollLikeCore:
         except OSError:
             pass    # closed since it was registered: nothing to remove
 
+    @property
+    def closed(self):
+        return self._poller is None
+
     def _results(self, fd_event_list):
         ready = []
         keys = self._keys
@@ -95,7 +100,7 @@ class EpollCore(_PollLikeCore):
     def _new_poller():
         return select.epoll()
 
-    def select(self, timeout=None):
+    def _select(self, timeout=None):
         if self._poller is None:
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
@@ -119,7 +124,7 @@ class PollCore(_PollLikeCore):
     def _new_poller():
         return select.poll()
 
-    def select(self, timeout=None):
+    def _select(self, timeout=None):
         if self._poller is None:
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
@@ -131,17 +136,17 @@ class PollCore(_PollLikeCore):
 
 
 if sys.platform == "win32":
-    def _select(readers, writers, timeout):
+    def _select_fds(readers, writers, timeout):
         # Windows reports a failed connect() in the exceptional set only.
         r, w, x = select.select(readers, writers, writers, timeout)
         return r, w + x
 else:
-    def _select(readers, writers, timeout):
+    def _select_fds(readers, writers, timeout):
         r, w, _ = select.select(readers, writers, (), timeout)
         return r, w
 
 
-class SelectCore:
+class SelectCore(DispatchMixin):
     def __init__(self):
         self._keys = {}
         self._readers = set()
@@ -173,12 +178,16 @@ class SelectCore:
         self._readers.discard(fd)
         self._writers.discard(fd)
 
-    def select(self, timeout=None):
+    @property
+    def closed(self):
+        return self._closed
+
+    def _select(self, timeout=None):
         if self._closed:
             raise closed_error()
         timeout = None if timeout is None else max(timeout, 0)
         try:
-            r, w = _select(self._readers, self._writers, timeout)
+            r, w = _select_fds(self._readers, self._writers, timeout)
         except InterruptedError:
             return []
         r = set(r)

@@ -9,6 +9,8 @@ fd -> key table, and builds ``select()``'s result list itself.  Each tier
     core.modify(fd, events, key)       # kernel change only if events changed
     core.unregister(fd)                # never raises for a closed fd
     core.select(timeout=None)          # -> [(key, ready_events), ...]
+    core.dispatch(timeout=None)        # -> number of callbacks run
+    core.closed                        # True once closed
     core.close()                       # idempotent
     core.fileno()                      # only cores with a kernel fd
 
@@ -35,10 +37,12 @@ class CoreSelector(BaseSelector):
         self._core = self._core_cls()
         self._fd_to_key = {}
         self._map = SelectorMapping(self)
-        # Bind the core's select() on the instance, skipping our Python
-        # wrapper -- unless a subclass overrides select(), which must win.
+        # Bind the core's select() and dispatch() on the instance, skipping
+        # our Python wrappers -- unless a subclass overrides them: it wins.
         if type(self).select is CoreSelector.select:
             self.select = self._core.select
+        if type(self).dispatch is CoreSelector.dispatch:
+            self.dispatch = self._core.dispatch
 
     def _fileobj_lookup(self, fileobj):
         """Like ``fileobj_to_fd`` but finds a registered object whose fd can
@@ -140,6 +144,42 @@ class CoreSelector(BaseSelector):
             TypeError: timeout is not a number
         """
         return self._core.select(timeout)
+
+    def dispatch(self, timeout=None):
+        """Wait once, then call ``key.data(key, events)`` for every ready
+        registration; return how many callbacks ran.
+
+        The contract (every tier; tested in tests/test_dispatch.py):
+
+        - One wait, with select()'s timeout rules, then the batch is
+          delivered in the kernel's order; callbacks' return values are
+          ignored.  ``events`` is the ready subset of the key's interest.
+        - A callback may register, modify, unregister or close any fd.  A
+          pending event of this batch whose fd was unregistered or modified
+          (any register/modify/unregister of it, data-only included) since
+          the wait is dropped, never delivered with stale interest or data:
+          if the fd is still ready, the next wait reports it again.  Close
+          an fd only after unregistering it, as with the stdlib.
+        - A callback that raises: the exception propagates out of
+          dispatch() at once; the events after it stay pending and the next
+          dispatch() delivers them (re-checked as above) without waiting.
+          Nothing is lost and nothing is delivered twice.
+        - ``close()`` from a callback ends the batch: dispatch() returns the
+          count so far and the rest is dropped.
+        - Re-entrant ``dispatch()`` or ``select()`` from a callback of the
+          same selector raises ``RuntimeError``; so does a dispatch() while
+          another thread is inside dispatch() on the same selector (select()
+          from other threads is fine).
+
+        Parameters:
+            timeout: as for select()
+        Returns:
+            the number of callbacks invoked
+        Raises:
+            ValueError: closed selector; RuntimeError: re-entrant call;
+            anything a callback raises; select()'s timeout errors
+        """
+        return self._core.dispatch(timeout)
 
     def close(self):
         """Close the selector and free the kernel resources; idempotent."""

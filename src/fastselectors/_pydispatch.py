@@ -1,0 +1,75 @@
+"""dispatch() for the cores written in Python (pure and cffi tiers).
+
+Same contract as the native cores (written in
+``_selectors.CoreSelector.dispatch``).  An event is delivered only if its
+registration is unchanged since the wait: every register/modify/unregister
+stores a *new* key object in the core (``_replace`` makes one), so "the key
+in the table is still the very key of the event" is exactly "nothing changed
+this fd since the wait" -- the stamp check of the C cores, for free.  The
+pending list holds strong references to those keys, so an identity can never
+be recycled for another key while it is compared.
+
+A core using this mixin provides ``_select(timeout)`` (the wait, returning
+``[(key, events)]``), ``_keys`` (fd -> current key) and ``closed``.
+"""
+
+from threading import get_ident
+
+from ._base import closed_error
+
+
+class DispatchMixin:
+    _dispatch_thread = None     # thread inside dispatch(), None if none
+    _pending = ()               # the batch of the last wait
+    _pending_pos = 0            # first event of it not yet delivered
+
+    def select(self, timeout=None):
+        if self._dispatch_thread is not None \
+                and self._dispatch_thread == get_ident():
+            raise RuntimeError("select() called from a dispatch() callback "
+                               "of the same selector")
+        return self._select(timeout)
+
+    def dispatch(self, timeout=None):
+        if self.closed:
+            raise closed_error()
+        if self._dispatch_thread is not None:
+            raise RuntimeError(
+                "dispatch() called from a dispatch() callback of the same "
+                "selector" if self._dispatch_thread == get_ident() else
+                "dispatch() is already running in another thread on this "
+                "selector")
+        self._dispatch_thread = get_ident()
+        try:
+            # Events left by a callback that raised come first, without a
+            # wait; if none of them is still valid, wait for a new batch.
+            count = self._deliver_pending()
+            if count == 0 and not self.closed:
+                self._pending = self._select(timeout)
+                self._pending_pos = 0
+                count = self._deliver_pending()
+        except BaseException:
+            if self.closed:
+                self._pending = ()
+            raise
+        else:
+            # Delivered: do not keep the keys of the batch alive.
+            self._pending = ()
+            return count
+        finally:
+            self._dispatch_thread = None
+
+    def _deliver_pending(self):
+        pending = self._pending
+        keys = self._keys
+        count = 0
+        while self._pending_pos < len(pending):
+            key, events = pending[self._pending_pos]
+            self._pending_pos += 1
+            if keys.get(key.fd) is not key:
+                continue        # unregistered or changed since the wait
+            key.data(key, events)
+            count += 1
+            if self.closed:
+                break           # a callback closed the selector
+        return count
