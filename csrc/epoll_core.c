@@ -57,6 +57,8 @@ typedef struct {
     int dbuf_size, dpos, dn;
     uint64_t dstamp;
     unsigned long dthread;      /* thread inside dispatch(), 0 if none */
+    PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1; the
+                                   type keeps the module alive */
 } EpollCore;
 
 static uint32_t
@@ -99,6 +101,7 @@ EpollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
+    self->ready = fs_state_of(type)->ready;
     self->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (self->epfd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -311,12 +314,8 @@ build_result(EpollCore *self, struct epoll_event *events, int n)
         if (key == NULL) {
             continue;
         }
-        /* 0..3 are cached small ints: this allocates nothing. */
-        ready = PyLong_FromLong(
-            (long)(from_epoll_mask(events[i].events) & entry->events));
-        if (ready == NULL) {
-            goto error;
-        }
+        ready = self->ready[from_epoll_mask(events[i].events) & entry->events];
+        Py_INCREF(ready);
         Py_INCREF(key);
         pair = PyTuple_New(2);  /* may run a finalizer: entry is stale now */
         if (pair == NULL) {
@@ -469,7 +468,7 @@ EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
 /* key.data(key, events).  Keys are SelectorKeys (namedtuples: data is item
  * 3); anything else is asked for its .data attribute. */
 static PyObject *
-invoke_callback(PyObject *key, unsigned int ready)
+invoke_callback(PyObject *key, PyObject *ready)
 {
     PyObject *callback, *result, *argv[3];
 
@@ -485,14 +484,9 @@ invoke_callback(PyObject *key, unsigned int ready)
     }
     argv[0] = NULL;
     argv[1] = key;
-    argv[2] = PyLong_FromLong((long)ready);     /* cached small int */
-    if (argv[2] == NULL) {
-        Py_DECREF(callback);
-        return NULL;
-    }
+    argv[2] = ready;
     result = PyObject_Vectorcall(callback, argv + 1,
                                  2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    Py_DECREF(argv[2]);
     Py_DECREF(callback);
     return result;
 }
@@ -525,7 +519,7 @@ deliver_pending(EpollCore *self, Py_ssize_t *count)
         }
         key = entry->key;
         Py_INCREF(key);
-        result = invoke_callback(key, ready);
+        result = invoke_callback(key, self->ready[ready]);
         Py_DECREF(key);
         if (result == NULL) {
             return -1;

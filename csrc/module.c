@@ -5,7 +5,14 @@ static int
 native_exec(PyObject *module)
 {
     fs_module_state *state = PyModule_GetState(module);
+    int i;
 
+    for (i = 0; i < FS_READY_MAX; i++) {
+        state->ready[i] = PyLong_FromLong(i);
+        if (state->ready[i] == NULL) {
+            return -1;
+        }
+    }
     if (fs_epoll_core_init(module, state) < 0
             || fs_poll_core_init(module, state) < 0) {
         return -1;
@@ -17,8 +24,12 @@ static int
 native_traverse(PyObject *module, visitproc visit, void *arg)
 {
     fs_module_state *state = PyModule_GetState(module);
+    int i;
     Py_VISIT(state->epoll_core_type);
     Py_VISIT(state->poll_core_type);
+    for (i = 0; i < FS_READY_MAX; i++) {
+        Py_VISIT(state->ready[i]);
+    }
     return 0;
 }
 
@@ -26,9 +37,19 @@ static int
 native_clear(PyObject *module)
 {
     fs_module_state *state = PyModule_GetState(module);
+    int i;
     Py_CLEAR(state->epoll_core_type);
     Py_CLEAR(state->poll_core_type);
+    for (i = 0; i < FS_READY_MAX; i++) {
+        Py_CLEAR(state->ready[i]);
+    }
     return 0;
+}
+
+fs_module_state *
+fs_state_of(PyTypeObject *type)
+{
+    return (fs_module_state *)PyType_GetModuleState(type);
 }
 
 static void

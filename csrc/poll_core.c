@@ -37,6 +37,7 @@ typedef struct {
     PyObject *pending;
     Py_ssize_t pending_pos;
     unsigned long dthread;      /* thread inside dispatch(), 0 if none */
+    PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1 */
 } PollCore;
 
 static short
@@ -86,6 +87,7 @@ PollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
+    self->ready = fs_state_of(type)->ready;
     self->index = PyDict_New();
     if (self->index == NULL) {
         Py_DECREF(self);
@@ -308,17 +310,12 @@ PollCore_unregister(PollCore *self, PyObject *arg)
 }
 
 static PyObject *
-append_ready(PyObject *result, PyObject *key, unsigned int events)
+append_ready(PyObject *result, PyObject *key, PyObject *ready)
 {
-    PyObject *ready, *pair;
+    PyObject *pair;
     int rc;
 
-    ready = PyLong_FromLong((long)events);
-    if (ready == NULL) {
-        return NULL;
-    }
     pair = PyTuple_Pack(2, key, ready);
-    Py_DECREF(ready);
     if (pair == NULL) {
         return NULL;
     }
@@ -365,8 +362,9 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
         key = self->keys[pos];
         Py_INCREF(key);
         if (append_ready(result, key,
-                         from_poll_mask(fds[i].revents)
-                         & interest_of(self->fds[pos].events)) == NULL) {
+                         self->ready[from_poll_mask(fds[i].revents)
+                                     & interest_of(self->fds[pos].events)])
+                == NULL) {
             Py_DECREF(key);
             goto error;
         }

@@ -1,0 +1,99 @@
+"""cffi builder of the cffi tier: the module ``fastselectors._cffi_epoll``.
+
+Out-of-line API mode: the declarations below are compiled against the real
+system headers, so the C compiler -- not this file -- decides every constant
+value, integer type and struct layout (marked ``...``).  That matters for
+``struct epoll_event``, which is ``__attribute__((packed))`` on x86-64 only
+(12 bytes there, 16 bytes elsewhere): a hand-written layout would be wrong on
+one architecture or the other.
+
+The C surface is deliberately tiny -- four syscalls and their constants --
+and everything else (bookkeeping, timeouts, EINTR, result building) lives in
+``src/fastselectors/_cffi_cores.py``, in Python, where PyPy's JIT can see it.
+errno is read with ``ffi.errno``, which cffi saves right after each call, so
+no errno binding is needed; the epoll fd is closed with ``os.close``.
+
+epoll is Linux only: elsewhere (macOS, the BSDs) its declarations are left
+out entirely, the module only binds poll(), and ``_cffi_cores`` then has no
+``EpollCore``.
+
+Used by setuptools through ``cffi_modules=["csrc/ffi/build_ffi.py:ffibuilder"]``
+(setup.py), which executes this file from the repository root.  It lives
+outside ``src/`` so it is never shipped in a wheel.  For a development build
+in place, run it directly::
+
+    python3 csrc/ffi/build_ffi.py      # -> src/fastselectors/_cffi_epoll*.so
+"""
+
+import sys
+
+from cffi import FFI
+
+HAVE_EPOLL = sys.platform.startswith("linux")
+
+POLL_CDEF = """
+typedef int... nfds_t;
+struct pollfd { int fd; short events; short revents; ...; };
+
+#define POLLIN ...
+#define POLLOUT ...
+#define POLLPRI ...
+#define POLLERR ...
+#define POLLHUP ...
+#define POLLNVAL ...
+
+int poll(struct pollfd *fds, nfds_t nfds, int timeout);
+"""
+
+EPOLL_CDEF = """
+typedef union epoll_data { int fd; uint64_t u64; ...; } epoll_data_t;
+struct epoll_event { uint32_t events; epoll_data_t data; ...; };
+
+#define EPOLLIN ...
+#define EPOLLOUT ...
+#define EPOLLPRI ...
+#define EPOLLERR ...
+#define EPOLLHUP ...
+#define EPOLL_CLOEXEC ...
+#define EPOLL_CTL_ADD ...
+#define EPOLL_CTL_MOD ...
+#define EPOLL_CTL_DEL ...
+
+int epoll_create1(int flags);
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
+int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
+               int timeout);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(POLL_CDEF + (EPOLL_CDEF if HAVE_EPOLL else ""))
+ffibuilder.set_source(
+    "fastselectors._cffi_epoll",
+    "#include <poll.h>\n"
+    + ("#include <sys/epoll.h>\n" if HAVE_EPOLL else ""),
+    # cffi's generated layout check takes &ev->data to verify its type;
+    # on x86-64 that member is packed, and GCC >= 9 warns about it.  The
+    # check is compile-time only (nothing dereferences it), so the warning
+    # is noise in every build log.  GCC and clang ignore an unknown -Wno-*.
+    extra_compile_args=(["-Wno-address-of-packed-member"] if HAVE_EPOLL
+                        else []),
+)
+
+
+def _build_in_place():
+    """Compile into build/cffi and copy the extension into src/fastselectors
+    (where ``PYTHONPATH=src`` finds it; ``*.so`` is git-ignored)."""
+    import os
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    tmpdir = os.path.join(root, "build", "cffi")
+    built = ffibuilder.compile(tmpdir=tmpdir, verbose=True)
+    dest = os.path.join(root, "src", "fastselectors")
+    shutil.copy(built, dest)
+    print("copied", os.path.basename(built), "to", dest)
+
+
+if __name__ == "__main__":
+    _build_in_place()
