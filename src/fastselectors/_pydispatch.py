@@ -60,16 +60,21 @@ class DispatchMixin:
             self._dispatch_thread = None
 
     def _deliver_pending(self):
+        # The hot loop of the Python tiers: locals only.  No closed check
+        # per event is needed: close() empties _keys, so every event after
+        # a callback that closed the selector fails the identity check.
         pending = self._pending
-        keys = self._keys
+        keys_get = self._keys.get
+        pos = self._pending_pos
+        end = len(pending)
         count = 0
-        while self._pending_pos < len(pending):
-            key, events = pending[self._pending_pos]
-            self._pending_pos += 1
-            if keys.get(key.fd) is not key:
-                continue        # unregistered or changed since the wait
-            key.data(key, events)
-            count += 1
-            if self.closed:
-                break           # a callback closed the selector
+        try:
+            while pos < end:
+                key, events = pending[pos]
+                pos += 1
+                if keys_get(key.fd) is key:     # unchanged since the wait
+                    key.data(key, events)
+                    count += 1
+        finally:
+            self._pending_pos = pos
         return count
