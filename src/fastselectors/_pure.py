@@ -135,6 +135,9 @@ class PollCore(_PollLikeCore):
         return self._results(fd_event_list)
 
 
+# CPython converts select()'s timeout to int64 nanoseconds.
+_SELECT_TIMEOUT_LIMIT = 2 ** 63 / 1e9
+
 if sys.platform == "win32":
     def _select_fds(readers, writers, timeout):
         # Windows reports a failed connect() in the exceptional set only.
@@ -185,7 +188,15 @@ class SelectCore(DispatchMixin):
     def _select(self, timeout=None):
         if self._closed:
             raise closed_error()
-        timeout = None if timeout is None else max(timeout, 0)
+        if timeout is not None:
+            # CPython's select.select rules, checked here so that every
+            # interpreter gives them (PyPy's select() accepts NaN and
+            # answers EINVAL for a huge timeout).
+            if timeout != timeout:
+                raise ValueError("Invalid value NaN (not a number)")
+            timeout = max(timeout, 0)
+            if timeout >= _SELECT_TIMEOUT_LIMIT:
+                raise OverflowError("timeout is too large")
         try:
             r, w = _select_fds(self._readers, self._writers, timeout)
         except InterruptedError:
