@@ -17,10 +17,11 @@ epoll is Linux only: elsewhere (macOS, the BSDs) its declarations are left
 out entirely, the module only binds poll(), and ``_cffi_cores`` then has no
 ``EpollCore``.
 
-Used by setuptools through ``cffi_modules=["csrc/ffi/build_ffi.py:ffibuilder"]``
-(setup.py), which executes this file from the repository root.  It lives
-outside ``src/`` so it is never shipped in a wheel.  For a development build
-in place, run it directly::
+Used by setuptools through setup.py's
+``cffi_modules=["csrc/ffi/build_ffi.py:ffibuilder"]``, which executes this
+file from the repository root (as a plain file, not a module: it must stay
+self-contained).  It lives outside ``src/`` so it is never shipped in a
+wheel.  For a development build in place, run it directly::
 
     python3 csrc/ffi/build_ffi.py      # -> src/fastselectors/_cffi_epoll*.so
 """
@@ -74,7 +75,8 @@ ffibuilder.set_source(
     # cffi's generated layout check takes &ev->data to verify its type;
     # on x86-64 that member is packed, and GCC >= 9 warns about it.  The
     # check is compile-time only (nothing dereferences it), so the warning
-    # is noise in every build log.  GCC and clang ignore an unknown -Wno-*.
+    # is noise in every build log.  (A compiler older than the flag ignores
+    # it -- GCC -- or warns -- clang; neither fails.)
     extra_compile_args=(["-Wno-address-of-packed-member"] if HAVE_EPOLL
                         else []),
 )

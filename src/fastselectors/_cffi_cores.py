@@ -4,8 +4,10 @@ This is the tier PyPy uses (cffi is PyPy's fast FFI; a C extension would
 run through the slow cpyext layer), and CPython when forced with
 ``FASTSELECTORS_BACKEND=cffi``.  The C side (``csrc/ffi/build_ffi.py``)
 binds only the syscalls and their constants; everything else is here, in
-Python, written for the JIT: plain loops over cdata arrays, no per-event
-allocation besides the result tuples, no calls the JIT cannot inline.
+Python, written for PyPy's JIT: plain ``range()`` loops over cdata arrays
+(which it compiles to raw loads; vectorised tricks such as
+``itertools.compress`` over a memoryview are 25x slower there), buffers
+reused across calls, rare paths (EINTR, errors) moved out of the loop.
 
 The observable behaviour is the reference cores' (``_pure.EpollCore`` and
 ``_pure.PollCore``, i.e. the stdlib's ``select.epoll``/``select.poll``):
@@ -14,7 +16,9 @@ In particular:
 
 - timeout: None blocks, <= 0 polls, otherwise milliseconds rounded *up*
   (never return before the timeout); NaN -> ValueError, a non-number ->
-  TypeError, more milliseconds than a C int holds -> OverflowError;
+  TypeError, more milliseconds than a C int holds -> OverflowError (as on
+  CPython; PyPy's own ``select.epoll`` accepts e.g. 1e300 and returns at
+  once, which we do not copy);
 - an fd above INT_MAX -> OverflowError, as ``select.epoll().register``;
 - a failed syscall -> ``OSError(errno, strerror)``, which Python turns into
   the matching subclass (``FileNotFoundError`` for ENOENT, ...);
@@ -25,7 +29,7 @@ In particular:
 
 cffi releases the GIL around every C call, so the waits let other threads
 run, and the code below keeps each wait's buffer to itself for that reason
-(see ``EpollCore.select`` and ``PollCore.select``).
+(see ``EpollCore`` and ``PollCore``).
 """
 
 import math
@@ -36,6 +40,7 @@ from time import monotonic
 
 from ._base import closed_error
 from ._cffi_epoll import ffi, lib
+from ._pydispatch import DispatchMixin
 
 _INT_MAX = 2 ** (8 * ffi.sizeof("int") - 1) - 1
 
@@ -55,8 +60,8 @@ def _timeout_ms(timeout):
 
 
 def _check_fd(fd):
-    # cffi would raise OverflowError too, but only once the kernel call is
-    # made; check first so nothing is stored, with the stdlib's message.
+    # cffi would raise OverflowError too, when converting; check first, so
+    # nothing is touched, and with the stdlib's message.
     if fd > _INT_MAX:
         raise OverflowError("Python int too large to convert to C int")
 
@@ -92,7 +97,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             mask |= _EPOLLOUT
         return mask
 
-    class EpollCore:
+    class EpollCore(DispatchMixin):
         """epoll(7) core: a kernel epoll fd plus a dict fd -> key.
 
         The event buffer (``struct epoll_event[]``) is allocated once and
@@ -151,15 +156,22 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             self._keys[fd] = key
 
         def unregister(self, fd):
-            if self._keys.pop(fd, None) is None or self._epfd < 0:
+            # Hold the key until we return: dropping its last reference
+            # may run a finalizer that uses this core.
+            key = self._keys.pop(fd, None)
+            if key is None or self._epfd < 0:
                 return
-            # Errors ignored: a closed fd (EBADF) has left the epoll set
-            # already -- or cannot be removed any more (a dup of it keeps
-            # the registration alive; its events are then skipped below
-            # because the fd has no key).
+            # Errors ignored, like the stdlib selectors: a closed fd
+            # (EBADF) has left the epoll set already -- or, if a dup keeps
+            # its open file alive, can no longer be removed; its events are
+            # then skipped by _select() while no key has that fd number.
             _epoll_ctl(self._epfd, _EPOLL_CTL_DEL, fd, ffi.NULL)
 
-        def select(self, timeout=None):
+        @property
+        def closed(self):
+            return self._epfd < 0
+
+        def _select(self, timeout=None):
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
@@ -242,6 +254,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
 
 _POLLIN, _POLLOUT = lib.POLLIN, lib.POLLOUT
 _POLL_NOT_IN, _POLL_NOT_OUT = ~_POLLIN, ~_POLLOUT
+_POLLFD_SIZE = ffi.sizeof("struct pollfd")
 _poll = lib.poll
 
 
@@ -254,115 +267,132 @@ def _poll_mask(events):
     return mask
 
 
-class PollCore:
-    """poll(2) core: a ``struct pollfd[]`` passed to the kernel as is.
+class PollCore(DispatchMixin):
+    """poll(2) core: a master ``struct pollfd[]`` plus fd -> index and
+    fd -> key dicts.
 
-    Layout: ``_fds[0:_n]`` is the pollfd array, ``_keys[i]`` the key of
-    ``_fds[i]`` (a parallel list), ``_index`` maps fd -> i.  Nothing is
-    indexed by fd number: poll accepts any fd (a closed one reports
-    POLLNVAL), so fds can be huge.
+    Nothing is indexed by fd number: poll accepts any fd (a closed one
+    reports POLLNVAL), so fds can be huge.  ``_table = (fds, n)`` is the
+    master array (with spare capacity) and the number of entries in use,
+    published together by one attribute store, so a reader never pairs an
+    array with a count it does not have; ``_index`` maps fd -> entry and
+    ``_keys`` fd -> key (the only reference the core holds to a key; it is
+    also the dispatch mixin's table).
 
-    register appends (growing the array by doubling), so the array keeps
+    register appends (growing the array by doubling), so the entries keep
     the registration order and results come out in the stdlib's order.
-    unregister leaves a hole -- fd -1, which poll skips, and key None --
-    instead of shifting everything; the array is compacted (order kept)
-    once holes outnumber live entries, so each unregister costs O(1)
-    amortised, and also whenever poll() says EINVAL (more entries than
-    RLIMIT_NOFILE) while holes remain, since the stdlib would not have
+    unregister leaves a hole -- fd -1, which poll skips -- instead of
+    shifting everything; a new, compacted array (order kept) replaces the
+    master once holes outnumber live entries, so each unregister costs
+    O(1) amortised -- and also whenever poll() says EINVAL (more entries
+    than RLIMIT_NOFILE) while holes remain, as the stdlib would not have
     counted them.
 
-    Array and key list are never rearranged in place: growth and
-    compaction build new ones.  A wait in progress in another thread (the
-    GIL is released) keeps the pair it started with, consistent, while
-    modify() edits entries in place (the kernel read them at entry).  Two
-    concurrent waits raise RuntimeError, as ``select.poll`` does.
+    The kernel never sees the master: each wait copies the entries in use
+    into a wait buffer (one memmove; the kernel copies them in again
+    anyway) and polls that.  The GIL is released during the wait, so
+    other threads may register, modify or unregister meanwhile, or wait
+    too; they edit only the master, and the kernel writes only the wait's
+    own buffer (some kernels, e.g. macOS's, copy whole pollfds back, which
+    would undo an edit made in place during the wait).  Buffers are reused
+    through a free list, like ``EpollCore``'s, so a single waiter
+    allocates nothing.  The results loop maps each ready entry to the
+    fd's *current* key, as the stdlib does after its poll().
     """
 
     def __init__(self):
-        self._fds = ffi.new("struct pollfd[]", 8)
-        self._n = 0          # entries in use, holes included
-        self._holes = 0
-        self._keys = []      # len(_keys) == _n; None for a hole
-        self._index = {}     # fd -> position in _fds/_keys
-        self._idle = [True]  # popped while a poll() is in progress
+        self._table = (ffi.new("struct pollfd[]", 8), 0)
+        self._holes = 0      # entries with fd -1 in the master
+        self._index = {}     # fd -> position in the master
+        self._keys = {}      # fd -> key
+        self._free = []      # wait buffers not in use
         self._closed = False
+
+    @property
+    def closed(self):
+        return self._closed
 
     def register(self, fd, events, key):
         if self._closed:
             raise closed_error()
         _check_fd(fd)
-        i = self._n
-        fds = self._fds
-        if i == len(fds):
-            fds = ffi.new("struct pollfd[]", 2 * i)
-            ffi.memmove(fds, self._fds, i * ffi.sizeof("struct pollfd"))
-            self._fds = fds
-        entry = fds[i]
+        fds, n = self._table
+        if n == len(fds):
+            grown = ffi.new("struct pollfd[]", 2 * n)
+            ffi.memmove(grown, fds, n * _POLLFD_SIZE)
+            fds = grown
+        entry = fds[n]          # never used yet: zeroed by ffi.new
         entry.fd = fd
         entry.events = _poll_mask(events)
-        entry.revents = 0
-        self._keys.append(key)
-        self._index[fd] = i
-        self._n = i + 1
+        self._index[fd] = n
+        self._keys[fd] = key
+        self._table = (fds, n + 1)  # publish: a wait now polls it
 
     def modify(self, fd, events, key):
         if self._closed:
             raise closed_error()
-        i = self._index[fd]
-        if events != self._keys[i].events:
-            self._fds[i].events = _poll_mask(events)
-        self._keys[i] = key
+        keys = self._keys
+        old = keys[fd]          # dropped at return, the core consistent
+        if events != old.events:
+            self._table[0][self._index[fd]].events = _poll_mask(events)
+        keys[fd] = key
 
     def unregister(self, fd):
-        i = self._index.pop(fd, None)
-        if i is None:
+        # Hold the key until we return: dropping its last reference may
+        # run a finalizer that uses this core.
+        key = self._keys.pop(fd, None)
+        if key is None:
             return
-        self._fds[i].fd = -1        # poll() ignores negative fds
-        self._keys[i] = None
+        fds, n = self._table
+        fds[self._index.pop(fd)].fd = -1    # poll() ignores negative fds
         self._holes += 1
-        if self._holes > self._n - self._holes:
+        if 2 * self._holes > n:
             self._compact()
 
     def _compact(self):
-        """Drop the holes, keeping the order, into a new array."""
-        keys = [key for key in self._keys if key is not None]
-        n = len(keys)
-        old = self._fds
-        fds = ffi.new("struct pollfd[]", max(2 * n, 8))
+        """Replace the master by a copy without holes, order kept."""
+        old, n = self._table
+        fds = ffi.new("struct pollfd[]", max(2 * (n - self._holes), 8))
         index = {}
         j = 0
-        for i, key in enumerate(self._keys):
-            if key is not None:
-                fds[j].fd = key.fd
-                fds[j].events = old[i].events
-                index[key.fd] = j
+        for i in range(n):
+            src = old[i]
+            fd = src.fd
+            if fd >= 0:
+                dst = fds[j]
+                dst.fd = fd
+                dst.events = src.events
+                index[fd] = j
                 j += 1
-        self._fds, self._keys, self._index = fds, keys, index
-        self._n, self._holes = n, 0
+        self._index = index
+        self._table = (fds, j)
+        self._holes = 0
 
-    def select(self, timeout=None):
+    def _select(self, timeout=None):
         if self._closed:
             raise closed_error()
         ms = _timeout_ms(timeout)
         deadline = monotonic() + ms * 1e-3 if ms > 0 else 0.0
+        fds, nfds = self._table
         try:
-            self._idle.pop()
-        except IndexError:
-            raise RuntimeError("concurrent poll() invocation") from None
-        try:
-            fds, keys, nfds = self._fds, self._keys, self._n
-            n = _poll(fds, nfds, ms)
-            if n < 0:
-                fds, keys, nfds, n = self._wait_again(ms, deadline)
-        finally:
-            self._idle.append(True)
+            buf = self._free.pop()
+            if len(buf) < nfds:
+                buf = ffi.new("struct pollfd[]", len(fds))
+        except IndexError:      # first wait, or another thread is waiting
+            buf = ffi.new("struct pollfd[]", len(fds))
+        ffi.memmove(buf, fds, nfds * _POLLFD_SIZE)
+        n = _poll(buf, nfds, ms)
+        if n < 0:
+            buf, nfds, n = self._wait_again(buf, ms, deadline)
         ready = []
         if n:
+            keys = self._keys
             # poll() said how many entries have revents set: stop there.
             for i in range(nfds):
-                revents = fds[i].revents
+                entry = buf[i]
+                revents = entry.revents
                 if revents:
-                    key = keys[i]
+                    key = keys.get(entry.fd)
                     if key is not None:     # None: unregistered meanwhile
                         events = 0
                         # POLLNVAL (a closed fd) is neither IN nor OUT, so
@@ -376,14 +406,19 @@ class PollCore:
                     n -= 1
                     if not n:
                         break
+        self._free.append(buf)
         return ready
 
-    def _wait_again(self, ms, deadline):
+    def _wait_again(self, buf, ms, deadline):
         """The failure path of poll(), out of the hot loop: retry after
         EINTR with the remaining time (compact first after EINVAL, see the
-        class docstring); raise anything else."""
+        class docstring); raise anything else.  Each retry polls a fresh
+        copy of the master, so it sees changes made meanwhile (by another
+        thread or by the signal handler)."""
         while True:
             err = ffi.errno
+            if self._closed:        # closed meanwhile (handler, thread)
+                raise closed_error()
             if err == EINVAL and self._holes:
                 self._compact()
             elif err != EINTR:
@@ -394,17 +429,24 @@ class PollCore:
                 # would not be here.
                 ms = _remaining_ms(deadline)
                 if ms < 0:
-                    return self._fds, self._keys, 0, 0
+                    return buf, 0, 0
             elif ms == 0:
-                return self._fds, self._keys, 0, 0
-            fds, keys, nfds = self._fds, self._keys, self._n
-            n = _poll(fds, nfds, ms)
+                return buf, 0, 0
+            fds, nfds = self._table
+            if len(buf) < nfds:
+                buf = ffi.new("struct pollfd[]", len(fds))
+            ffi.memmove(buf, fds, nfds * _POLLFD_SIZE)
+            n = _poll(buf, nfds, ms)
             if n >= 0:
-                return fds, keys, nfds, n
+                return buf, nfds, n
 
     def close(self):
+        # Mark closed first: dropping the keys may run finalizers that use
+        # this core again, and they must see it closed.  A wait in progress
+        # in another thread keeps its own buffer.
         self._closed = True
-        self._fds = None     # a wait in progress keeps its own reference
-        self._n = self._holes = 0
-        self._keys = []
+        self._table = (ffi.new("struct pollfd[]", 0), 0)
+        self._holes = 0
+        self._free = []
         self._index.clear()
+        self._keys.clear()
