@@ -23,9 +23,18 @@ def _core_classes(tier):
     """Return {"epoll": cls, "poll": cls, "select": cls} for *tier*; a
     missing key means this platform has no such kernel API."""
     if tier == "native":
+        if platform.python_implementation() != "CPython":
+            raise ImportError("the native tier is a CPython extension; "
+                              "this interpreter uses the cffi tier")
         from . import _native as mod
     elif tier == "cffi":
-        from . import _cffi_cores as mod
+        try:
+            from . import _cffi_cores as mod
+        except ImportError as exc:
+            raise ImportError(
+                "the cffi tier needs its compiled module and the cffi "
+                "runtime (pip install 'fastselectors[cffi]'): {}"
+                .format(exc)) from exc
     elif tier == "pure":
         mod = _pure
     else:

@@ -14,6 +14,9 @@ from ._base import closed_error
 from ._pydispatch import DispatchMixin
 
 
+_INT_MAX = 2 ** 31 - 1
+
+
 def _poll_timeout_ms(timeout):
     """Seconds -> poll()/epoll_wait() milliseconds, rounded up (stdlib)."""
     if timeout is None:
@@ -21,7 +24,12 @@ def _poll_timeout_ms(timeout):
     if timeout <= 0:
         return 0
     # Round away from zero: wait *at least* timeout seconds.
-    return math.ceil(timeout * 1e3)
+    ms = math.ceil(timeout * 1e3)
+    if ms > _INT_MAX:
+        # CPython's select module refuses this; PyPy's epoll would return
+        # at once, i.e. before the timeout: give CPython's error everywhere.
+        raise OverflowError("timeout is too large")
+    return ms
 
 
 class _PollLikeCore(DispatchMixin):
@@ -104,11 +112,11 @@ class EpollCore(_PollLikeCore):
         if self._poller is None:
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
-        try:
-            fd_event_list = self._poller.poll(
-                -1 if ms < 0 else ms * 1e-3, max(len(self._keys), 1))
-        except InterruptedError:
-            return []
+        # No "except InterruptedError" (the stdlib has one): since PEP 475
+        # the call retries EINTR itself, so an InterruptedError here was
+        # raised by a signal handler and must propagate, as on every tier.
+        fd_event_list = self._poller.poll(
+            -1 if ms < 0 else ms * 1e-3, max(len(self._keys), 1))
         return self._results(fd_event_list)
 
     def fileno(self):
@@ -128,10 +136,7 @@ class PollCore(_PollLikeCore):
         if self._poller is None:
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
-        try:
-            fd_event_list = self._poller.poll(None if ms < 0 else ms)
-        except InterruptedError:
-            return []
+        fd_event_list = self._poller.poll(None if ms < 0 else ms)
         return self._results(fd_event_list)
 
 
@@ -197,10 +202,7 @@ class SelectCore(DispatchMixin):
             timeout = max(timeout, 0)
             if timeout >= _SELECT_TIMEOUT_LIMIT:
                 raise OverflowError("timeout is too large")
-        try:
-            r, w = _select_fds(self._readers, self._writers, timeout)
-        except InterruptedError:
-            return []
+        r, w = _select_fds(self._readers, self._writers, timeout)
         r = set(r)
         w = set(w)
         ready = []

@@ -15,7 +15,11 @@ fd -> key table, and builds ``select()``'s result list itself.  Each tier
     core.fileno()                      # only cores with a kernel fd
 
 ``fd`` is a validated int >= 0, ``events`` a validated mask and ``key`` the
-``SelectorKey`` to report.  This module keeps the stdlib's bookkeeping rules
+``SelectorKey`` to report (a new key object for every change: dispatch()
+relies on it).  The native cores implement it all in C; the Python cores
+(pure, cffi) get ``select``/``dispatch`` from ``_pydispatch.DispatchMixin``
+and provide ``_select(timeout)``, ``_keys`` (fd -> current key, emptied by
+close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
 (``_base``) and never makes a syscall itself, so the hot path -- ``select()``
 -- is the core's own method, bound on the instance: on the native tier no
 Python frame runs between the caller and ``epoll_wait`` (issue #3).
