@@ -7,6 +7,8 @@
 
 from selectors import BaseSelector, SelectorKey, EVENT_READ, EVENT_WRITE
 
+from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, MODIFIERS,
+                    ONESHOT, READINESS)
 from ._backend import choose as _choose
 
 __version__ = "0.1.0"
@@ -15,5 +17,6 @@ BACKEND, _classes = _choose()
 globals().update(_classes)
 
 __all__ = ["BaseSelector", "SelectorKey", "EVENT_READ", "EVENT_WRITE",
-           "BACKEND"] + sorted(_classes)
+           "EVENT_PRIORITY", "EVENT_RDHUP", "EDGE", "ONESHOT", "EXCLUSIVE",
+           "READINESS", "MODIFIERS", "BACKEND"] + sorted(_classes)
 del _choose, _classes

@@ -10,8 +10,29 @@ keys and asyncio keep working.
 from collections.abc import Mapping
 from selectors import EVENT_READ, EVENT_WRITE
 
-#: Every events bit a caller may pass today (issue #4 adds the extended ones).
-VALID_EVENTS = EVENT_READ | EVENT_WRITE
+# The extended flags (issue #4) live in the same events mask as the stdlib's
+# EVENT_READ (1) and EVENT_WRITE (2), like epoll's own bits.  Readiness bits
+# are reported by select(); modifiers only change how the kernel reports.
+EVENT_PRIORITY = 1 << 2     # urgent data: EPOLLPRI, POLLPRI, select()'s xfds
+EVENT_RDHUP = 1 << 3        # peer shut down writing: EPOLLRDHUP, POLLRDHUP
+EDGE = 1 << 8               # EPOLLET: report a change of state once
+ONESHOT = 1 << 9            # EPOLLONESHOT: disarm after one report
+EXCLUSIVE = 1 << 10         # EPOLLEXCLUSIVE: wake one of the waiters (4.5+)
+
+READINESS = EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | EVENT_RDHUP
+MODIFIERS = EDGE | ONESHOT | EXCLUSIVE
+VALID_EVENTS = READINESS | MODIFIERS
+FLAG_NAMES = {EVENT_READ: "EVENT_READ", EVENT_WRITE: "EVENT_WRITE",
+              EVENT_PRIORITY: "EVENT_PRIORITY", EVENT_RDHUP: "EVENT_RDHUP",
+              EDGE: "EDGE", ONESHOT: "ONESHOT", EXCLUSIVE: "EXCLUSIVE"}
+# The kernel refuses EPOLLEXCLUSIVE with these (epoll_ctl(2): EINVAL).
+NOT_WITH_EXCLUSIVE = ONESHOT | EVENT_PRIORITY | EVENT_RDHUP
+
+
+def flag_names(mask):
+    """'EDGE|ONESHOT' for a mask of known flags."""
+    return "|".join(name for bit, name in sorted(FLAG_NAMES.items())
+                    if mask & bit)
 
 
 def fileobj_to_fd(fileobj):
@@ -36,12 +57,26 @@ def fileobj_to_fd(fileobj):
 
 
 def check_events(events):
-    """Raise ``ValueError`` unless *events* is a non-empty known mask.
+    """Raise ``ValueError`` unless *events* is a known mask with at least
+    one readiness bit.
 
     A non-integer mask raises ``TypeError`` from the ``&``, as in the stdlib.
     """
-    if (not events) or (events & ~VALID_EVENTS):
+    if (not events) or (events & ~VALID_EVENTS) or not (events & READINESS):
         raise ValueError("Invalid events: {!r}".format(events))
+
+
+def check_supported(selector_cls, events, supported):
+    """Raise ``ValueError`` naming the selector and the flags it cannot
+    honour (a flag is never faked: EDGE cannot be emulated on poll)."""
+    unsupported = events & ~supported
+    if unsupported:
+        raise ValueError("{} does not support {}".format(
+            selector_cls.__name__, flag_names(unsupported)))
+    if events & EXCLUSIVE and events & NOT_WITH_EXCLUSIVE:
+        raise ValueError("EXCLUSIVE cannot be combined with {} (the kernel "
+                         "refuses it)".format(
+                             flag_names(events & NOT_WITH_EXCLUSIVE)))
 
 
 class SelectorMapping(Mapping):

@@ -10,7 +10,8 @@ import select
 import sys
 from selectors import EVENT_READ, EVENT_WRITE
 
-from ._base import closed_error
+from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
+                    READINESS, closed_error)
 from ._pydispatch import DispatchMixin
 
 
@@ -33,9 +34,16 @@ def _poll_timeout_ms(timeout):
 
 
 class _PollLikeCore(DispatchMixin):
-    """Shared by the epoll and poll cores: same masks, same result loop."""
+    """Shared by the epoll and poll cores: same masks, same result loop.
+
+    ``_BITS`` maps our events bits to the kernel's; the stdlib's rule for
+    READ/WRITE (anything but IN wakes write interest, anything but OUT wakes
+    read interest) plus PRI -> EVENT_PRIORITY and RDHUP -> EVENT_RDHUP gives
+    the readiness reported, masked by the key's readiness interest.
+    """
 
     _IN = _OUT = 0
+    _BITS = ()
 
     def __init__(self):
         self._poller = self._new_poller()
@@ -43,10 +51,9 @@ class _PollLikeCore(DispatchMixin):
 
     def _mask(self, events):
         mask = 0
-        if events & EVENT_READ:
-            mask |= self._IN
-        if events & EVENT_WRITE:
-            mask |= self._OUT
+        for ours, kernel in self._BITS:
+            if events & ours:
+                mask |= kernel
         return mask
 
     def register(self, fd, events, key):
@@ -58,17 +65,21 @@ class _PollLikeCore(DispatchMixin):
     def modify(self, fd, events, key):
         if self._poller is None:
             raise closed_error()
-        if events != self._keys[fd].events:
-            self._poller.modify(fd, self._mask(events))
+        old = self._keys[fd].events
+        if events != old or events & ONESHOT:      # ONESHOT: re-arm
+            self._kernel_modify(fd, old, events)
         self._keys[fd] = key
+
+    def _kernel_modify(self, fd, old, events):
+        self._poller.modify(fd, self._mask(events))
 
     def unregister(self, fd):
         if self._keys.pop(fd, None) is None or self._poller is None:
             return
         try:
             self._poller.unregister(fd)
-        except OSError:
-            pass    # closed since it was registered: nothing to remove
+        except (OSError, KeyError):
+            pass    # closed since it was registered, or a disarmed ONESHOT
 
     @property
     def closed(self):
@@ -78,18 +89,21 @@ class _PollLikeCore(DispatchMixin):
         ready = []
         keys = self._keys
         not_in, not_out = ~self._IN, ~self._OUT
+        pri, rdhup = self._PRI, self._RDHUP
         for fd, event in fd_event_list:
             key = keys.get(fd)
             if key is None:
                 continue
             events = 0
-            # Anything but IN (OUT, HUP, ERR, NVAL) wakes write interest,
-            # anything but OUT wakes read interest: the stdlib's rule.
             if event & not_in:
                 events |= EVENT_WRITE
             if event & not_out:
                 events |= EVENT_READ
-            ready.append((key, events & key.events))
+            if event & pri:
+                events |= EVENT_PRIORITY
+            if event & rdhup:
+                events |= EVENT_RDHUP
+            ready.append((key, events & key.events & READINESS))
         return ready
 
     def close(self):
@@ -101,64 +115,116 @@ class _PollLikeCore(DispatchMixin):
         self._keys.clear()
 
 
-class EpollCore(_PollLikeCore):
-    _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+if hasattr(select, "epoll"):
+    class EpollCore(_PollLikeCore):
+        _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+        _PRI, _RDHUP = select.EPOLLPRI, select.EPOLLRDHUP
+        # EPOLLEXCLUSIVE is in the select module since Python 3.6 on
+        # Linux; the kernel value (1 << 28) is fixed by the ABI.
+        _BITS = ((EVENT_READ, select.EPOLLIN), (EVENT_WRITE, select.EPOLLOUT),
+                 (EVENT_PRIORITY, select.EPOLLPRI),
+                 (EVENT_RDHUP, select.EPOLLRDHUP),
+                 (EDGE, select.EPOLLET), (ONESHOT, select.EPOLLONESHOT),
+                 (EXCLUSIVE, getattr(select, "EPOLLEXCLUSIVE", 1 << 28)))
+        SUPPORTED = READINESS | EDGE | ONESHOT | EXCLUSIVE
 
-    @staticmethod
-    def _new_poller():
-        return select.epoll()
+        @staticmethod
+        def _new_poller():
+            return select.epoll()
 
-    def _select(self, timeout=None):
-        if self._poller is None:
-            raise closed_error()
-        ms = _poll_timeout_ms(timeout)
-        # No "except InterruptedError" (the stdlib has one): since PEP 475
-        # the call retries EINTR itself, so an InterruptedError here was
-        # raised by a signal handler and must propagate, as on every tier.
-        fd_event_list = self._poller.poll(
-            -1 if ms < 0 else ms * 1e-3, max(len(self._keys), 1))
-        return self._results(fd_event_list)
+        def _kernel_modify(self, fd, old, events):
+            if old & EXCLUSIVE:
+                # The kernel refuses EPOLL_CTL_MOD of an exclusive
+                # registration (epoll_ctl(2), EINVAL): delete and add again.
+                # The add re-checks readiness, so no edge is lost.
+                self._poller.unregister(fd)
+                self._poller.register(fd, self._mask(events))
+            else:
+                self._poller.modify(fd, self._mask(events))
 
-    def fileno(self):
-        if self._poller is None:
-            raise closed_error()
-        return self._poller.fileno()
+        def _select(self, timeout=None):
+            if self._poller is None:
+                raise closed_error()
+            ms = _poll_timeout_ms(timeout)
+            # No "except InterruptedError" (the stdlib has one): since PEP
+            # 475 the call retries EINTR itself, so an InterruptedError
+            # here was raised by a signal handler and must propagate.
+            fd_event_list = self._poller.poll(
+                -1 if ms < 0 else ms * 1e-3, max(len(self._keys), 1))
+            return self._results(fd_event_list)
+
+        def fileno(self):
+            if self._poller is None:
+                raise closed_error()
+            return self._poller.fileno()
 
 
 class PollCore(_PollLikeCore):
+    """select.poll underneath; ONESHOT emulated exactly: an fd reported
+    once is taken out of the poll set until modify() re-arms it."""
+
     _IN, _OUT = select.POLLIN, select.POLLOUT
+    _PRI = select.POLLPRI
+    _RDHUP = getattr(select, "POLLRDHUP", 0)    # Linux only
+    _BITS = ((EVENT_READ, select.POLLIN), (EVENT_WRITE, select.POLLOUT),
+             (EVENT_PRIORITY, select.POLLPRI), (EVENT_RDHUP, _RDHUP))
+    SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+                 | (EVENT_RDHUP if _RDHUP else 0))
+
+    def __init__(self):
+        super().__init__()
+        self._disarmed = set()
 
     @staticmethod
     def _new_poller():
         return select.poll()
+
+    def _kernel_modify(self, fd, old, events):
+        self._disarmed.discard(fd)
+        self._poller.register(fd, self._mask(events))   # poll: add or change
+
+    def unregister(self, fd):
+        self._disarmed.discard(fd)
+        super().unregister(fd)
 
     def _select(self, timeout=None):
         if self._poller is None:
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
         fd_event_list = self._poller.poll(None if ms < 0 else ms)
-        return self._results(fd_event_list)
-
+        ready = self._results(fd_event_list)
+        for key, _ in ready:
+            if key.events & ONESHOT:
+                self._poller.unregister(key.fd)
+                self._disarmed.add(key.fd)
+        return ready
 
 # CPython converts select()'s timeout to int64 nanoseconds.
 _SELECT_TIMEOUT_LIMIT = 2 ** 63 / 1e9
 
 if sys.platform == "win32":
-    def _select_fds(readers, writers, timeout):
+    def _select_fds(readers, writers, urgent, timeout):
         # Windows reports a failed connect() in the exceptional set only.
-        r, w, x = select.select(readers, writers, writers, timeout)
-        return r, w + x
+        r, w, x = select.select(readers, writers, writers | urgent, timeout)
+        return r, w + [fd for fd in x if fd in writers], \
+            [fd for fd in x if fd in urgent]
 else:
-    def _select_fds(readers, writers, timeout):
-        r, w, _ = select.select(readers, writers, (), timeout)
-        return r, w
+    def _select_fds(readers, writers, urgent, timeout):
+        return select.select(readers, writers, urgent, timeout)
 
 
 class SelectCore(DispatchMixin):
+    """select.select underneath; EVENT_PRIORITY is the exceptional set,
+    ONESHOT is emulated exactly (an fd reported once leaves the sets until
+    modify() re-arms it)."""
+
+    SUPPORTED = EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+
     def __init__(self):
         self._keys = {}
         self._readers = set()
         self._writers = set()
+        self._urgent = set()
         self._closed = False
 
     def register(self, fd, events, key):
@@ -169,7 +235,8 @@ class SelectCore(DispatchMixin):
 
     def _set_interest(self, fd, events):
         for fds, bit in ((self._readers, EVENT_READ),
-                         (self._writers, EVENT_WRITE)):
+                         (self._writers, EVENT_WRITE),
+                         (self._urgent, EVENT_PRIORITY)):
             if events & bit:
                 fds.add(fd)
             else:
@@ -183,8 +250,7 @@ class SelectCore(DispatchMixin):
 
     def unregister(self, fd):
         self._keys.pop(fd, None)
-        self._readers.discard(fd)
-        self._writers.discard(fd)
+        self._set_interest(fd, 0)
 
     @property
     def closed(self):
@@ -202,12 +268,14 @@ class SelectCore(DispatchMixin):
             timeout = max(timeout, 0)
             if timeout >= _SELECT_TIMEOUT_LIMIT:
                 raise OverflowError("timeout is too large")
-        r, w = _select_fds(self._readers, self._writers, timeout)
+        r, w, x = _select_fds(self._readers, self._writers, self._urgent,
+                              timeout)
         r = set(r)
         w = set(w)
+        x = set(x)
         ready = []
         keys = self._keys
-        for fd in r | w:
+        for fd in r | w | x:
             key = keys.get(fd)
             if key is None:
                 continue
@@ -216,7 +284,11 @@ class SelectCore(DispatchMixin):
                 events |= EVENT_READ
             if fd in w:
                 events |= EVENT_WRITE
+            if fd in x:
+                events |= EVENT_PRIORITY
             ready.append((key, events & key.events))
+            if key.events & ONESHOT:
+                self._set_interest(fd, 0)   # disarmed until modify()
         return ready
 
     def close(self):
@@ -224,3 +296,4 @@ class SelectCore(DispatchMixin):
         self._keys.clear()
         self._readers.clear()
         self._writers.clear()
+        self._urgent.clear()

@@ -25,10 +25,10 @@ close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
 Python frame runs between the caller and ``epoll_wait`` (issue #3).
 """
 
-from selectors import BaseSelector, SelectorKey
+from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
 
-from ._base import (SelectorMapping, check_events, closed_error,
-                    fileobj_to_fd)
+from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
+                    check_supported, closed_error, fileobj_to_fd)
 
 # SelectorKey(...) and key._replace(...) run namedtuple's Python-level
 # constructors (250 and 740 ns here); tuple.__new__ builds the very same
@@ -42,6 +42,15 @@ class CoreSelector(BaseSelector):
 
     #: The core class; set by each concrete selector.
     _core_cls = None
+    #: The events bits its core can honour (the core's SUPPORTED).
+    _supported = 0
+
+    @classmethod
+    def supports(cls, flag):
+        """Return True if this selector honours every bit of *flag* (e.g.
+        ``EpollSelector.supports(EDGE)``); never raises."""
+        return (isinstance(flag, int) and flag > 0
+                and not flag & ~cls._supported)
 
     def __init__(self):
         self._core = self._core_cls()
@@ -80,6 +89,7 @@ class CoreSelector(BaseSelector):
             OSError: the kernel refused the fd (epoll: closed fd, regular file)
         """
         check_events(events)
+        check_supported(type(self), events, self._supported)
         fd = self._fileobj_lookup(fileobj)
         if self._map is None:
             raise closed_error()
@@ -126,7 +136,13 @@ class CoreSelector(BaseSelector):
         events_changed = events != key.events
         if events_changed:
             check_events(events)
-        if events_changed or data != key.data:
+            check_supported(type(self), events, self._supported)
+            if (events ^ key.events) & EXCLUSIVE:
+                raise ValueError("EXCLUSIVE can only be set by register(), "
+                                 "never added or removed by modify()")
+        # A ONESHOT registration is re-armed by any modify(), even one that
+        # changes nothing: that is how its users say "report it again".
+        if events_changed or data != key.data or events & ONESHOT:
             new_key = _new_key(SelectorKey,
                                (key.fileobj, key.fd, events, data))
             try:
@@ -139,6 +155,18 @@ class CoreSelector(BaseSelector):
                 raise
             self._fd_to_key[key.fd] = key = new_key
         return key
+
+    def rearm(self, fileobj):
+        """Re-arm a ONESHOT registration with its current events and data
+        (the same as ``modify(fileobj, key.events, key.data)``).
+
+        Returns:
+            the registration's ``SelectorKey``
+        Raises:
+            KeyError: fileobj is not registered
+        """
+        key = self.get_key(fileobj)
+        return self.modify(fileobj, key.events, key.data)
 
     def select(self, timeout=None):
         """Wait until some registered file objects are ready, or timeout.
@@ -224,6 +252,7 @@ def make_selector(name, core_cls, base=CoreSelector, doc=None):
     """Build the public class *name* over *core_cls*."""
     return type(name, (base,), {
         "_core_cls": core_cls,
+        "_supported": getattr(core_cls, "SUPPORTED", EVENT_READ | EVENT_WRITE),
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),
