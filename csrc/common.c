@@ -172,7 +172,8 @@ fs_events_converter(PyObject *obj, unsigned int *events)
     if (value == -1 && PyErr_Occurred()) {
         return -1;
     }
-    if (value <= 0 || (value & ~(long)(FS_EVENT_READ | FS_EVENT_WRITE))) {
+    if (value <= 0 || (value & ~(long)FS_VALID_EVENTS)
+            || !(value & FS_READINESS)) {
         PyErr_Format(PyExc_ValueError, "Invalid events: %ld", value);
         return -1;
     }
@@ -188,4 +189,18 @@ fs_check_no_args(const char *name, PyObject *args, PyObject *kwds)
         return -1;
     }
     return 0;
+}
+
+/* type.SUPPORTED: the events bits a core honours (read by _selectors). */
+int
+fs_set_supported(PyTypeObject *type, unsigned int supported)
+{
+    PyObject *value = PyLong_FromUnsignedLong(supported);
+    int rc;
+    if (value == NULL) {
+        return -1;
+    }
+    rc = PyObject_SetAttrString((PyObject *)type, "SUPPORTED", value);
+    Py_DECREF(value);
+    return rc;
 }

@@ -61,6 +61,15 @@ typedef struct {
                                    type keeps the module alive */
 } EpollCore;
 
+/* Old build images (manylinux2014's glibc 2.17 headers) lack the newer
+ * flags: the values are the kernel ABI's (include/uapi/linux/eventpoll.h). */
+#ifndef EPOLLRDHUP
+#define EPOLLRDHUP 0x00002000u
+#endif
+#ifndef EPOLLEXCLUSIVE
+#define EPOLLEXCLUSIVE (1u << 28)      /* Linux 4.5 */
+#endif
+
 static uint32_t
 to_epoll_mask(unsigned int events)
 {
@@ -71,11 +80,27 @@ to_epoll_mask(unsigned int events)
     if (events & FS_EVENT_WRITE) {
         mask |= EPOLLOUT;
     }
+    if (events & FS_EVENT_PRIORITY) {
+        mask |= EPOLLPRI;
+    }
+    if (events & FS_EVENT_RDHUP) {
+        mask |= EPOLLRDHUP;
+    }
+    if (events & FS_EDGE) {
+        mask |= EPOLLET;
+    }
+    if (events & FS_ONESHOT) {
+        mask |= EPOLLONESHOT;
+    }
+    if (events & FS_EXCLUSIVE) {
+        mask |= EPOLLEXCLUSIVE;
+    }
     return mask;
 }
 
 /* The stdlib's rule: anything but IN (OUT, HUP, ERR) wakes write interest,
- * anything but OUT (IN, PRI, HUP, ERR) wakes read interest. */
+ * anything but OUT (IN, PRI, RDHUP, HUP, ERR) wakes read interest; PRI and
+ * RDHUP are also reported as themselves.  Always < FS_READY_MAX. */
 static unsigned int
 from_epoll_mask(uint32_t mask)
 {
@@ -85,6 +110,12 @@ from_epoll_mask(uint32_t mask)
     }
     if (mask & ~(uint32_t)EPOLLOUT) {
         events |= FS_EVENT_READ;
+    }
+    if (mask & EPOLLPRI) {
+        events |= FS_EVENT_PRIORITY;
+    }
+    if (mask & EPOLLRDHUP) {
+        events |= FS_EVENT_RDHUP;
     }
     return events;
 }
@@ -256,9 +287,20 @@ EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_KeyError, "fd %d is not registered", fd);
         return NULL;
     }
-    if (events != self->table[fd].events
-            && ctl(self, EPOLL_CTL_MOD, fd, events) < 0) {
-        return NULL;
+    if (events != self->table[fd].events || (events & FS_ONESHOT)) {
+        /* A ONESHOT registration is re-armed by every modify(). */
+        if (self->table[fd].events & FS_EXCLUSIVE) {
+            /* The kernel refuses EPOLL_CTL_MOD of an exclusive registration
+             * (epoll_ctl(2): EINVAL): delete and add again.  The add
+             * re-checks readiness, so no edge is lost. */
+            (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+            if (ctl(self, EPOLL_CTL_ADD, fd, events) < 0) {
+                return NULL;
+            }
+        }
+        else if (ctl(self, EPOLL_CTL_MOD, fd, events) < 0) {
+            return NULL;
+        }
     }
     entry = &self->table[fd];
     entry->events = events;
@@ -314,7 +356,8 @@ build_result(EpollCore *self, struct epoll_event *events, int n)
         if (key == NULL) {
             continue;
         }
-        ready = self->ready[from_epoll_mask(events[i].events) & entry->events];
+        ready = self->ready[from_epoll_mask(events[i].events)
+                            & entry->events & FS_READINESS];
         Py_INCREF(ready);
         Py_INCREF(key);
         pair = PyTuple_New(2);  /* may run a finalizer: entry is stale now */
@@ -513,7 +556,7 @@ deliver_pending(EpollCore *self, Py_ssize_t *count)
         if (entry->key == NULL || entry->stamp > self->dstamp) {
             continue;
         }
-        ready = from_epoll_mask(ev->events) & entry->events;
+        ready = from_epoll_mask(ev->events) & entry->events & FS_READINESS;
         if (ready == 0) {
             continue;
         }
@@ -699,7 +742,8 @@ fs_epoll_core_init(PyObject *module, fs_module_state *state)
 {
     state->epoll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &EpollCore_spec, NULL);
-    if (state->epoll_core_type == NULL) {
+    if (state->epoll_core_type == NULL
+            || fs_set_supported(state->epoll_core_type, FS_VALID_EVENTS) < 0) {
         return -1;
     }
     return PyModule_AddType(module, state->epoll_core_type);

@@ -11,9 +11,18 @@
 #include <Python.h>
 #include <time.h>
 
-/* selectors.EVENT_READ / EVENT_WRITE: fixed by the stdlib's public API. */
+/* selectors.EVENT_READ / EVENT_WRITE: fixed by the stdlib's public API.
+ * The extended flags (issue #4) share the mask; same values as _base.py. */
 #define FS_EVENT_READ 1u
 #define FS_EVENT_WRITE 2u
+#define FS_EVENT_PRIORITY 4u
+#define FS_EVENT_RDHUP 8u
+#define FS_EDGE 256u
+#define FS_ONESHOT 512u
+#define FS_EXCLUSIVE 1024u
+#define FS_READINESS (FS_EVENT_READ | FS_EVENT_WRITE | FS_EVENT_PRIORITY \
+                      | FS_EVENT_RDHUP)
+#define FS_VALID_EVENTS (FS_READINESS | FS_EDGE | FS_ONESHOT | FS_EXCLUSIVE)
 
 /* Every readiness mask select() can report is below this: the ints are made
  * once per module, so building a result costs an INCREF, not a
@@ -47,6 +56,7 @@ int fs_timeout_remaining(fs_timeout *t);
 int fs_fd_converter(PyObject *obj, int *fd);
 int fs_events_converter(PyObject *obj, unsigned int *events);
 int fs_check_no_args(const char *name, PyObject *args, PyObject *kwds);
+int fs_set_supported(PyTypeObject *type, unsigned int supported);
 
 /* epoll_core.c, poll_core.c: add the type to the module, store it in the
  * state.  Return 0 on success, -1 with an exception set. */
