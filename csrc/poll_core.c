@@ -22,6 +22,7 @@ typedef struct {
     PyObject_HEAD
     struct pollfd *fds;         /* compact, n entries */
     PyObject **keys;            /* keys[i] belongs to fds[i] (strong refs) */
+    unsigned int *gevents;      /* gevents[i]: its events mask (ours) */
     Py_ssize_t n, cap;
     PyObject *index;            /* dict: fd -> index into fds/keys */
     struct pollfd *wait_buf;    /* reused copy of fds for the wait */
@@ -40,6 +41,21 @@ typedef struct {
     PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1 */
 } PollCore;
 
+/* POLLRDHUP is Linux's (with _GNU_SOURCE, which pyconfig.h defines). */
+#ifdef POLLRDHUP
+#define FS_POLL_SUPPORTED (FS_READINESS | FS_ONESHOT)
+#else
+#define POLLRDHUP 0
+#define FS_POLL_SUPPORTED (FS_EVENT_READ | FS_EVENT_WRITE | FS_EVENT_PRIORITY \
+                           | FS_ONESHOT)
+#endif
+
+/* ONESHOT is emulated exactly: a reported entry is disarmed by negating its
+ * fd (poll(2) ignores negative fds, so not even POLLHUP comes back) until
+ * modify() re-arms it.  DISARMED(fd) maps both ways. */
+#define DISARMED(fd) (-1 - (fd))
+#define REAL_FD(fd) ((fd) < 0 ? DISARMED(fd) : (fd))
+
 static short
 to_poll_mask(unsigned int events)
 {
@@ -50,18 +66,18 @@ to_poll_mask(unsigned int events)
     if (events & FS_EVENT_WRITE) {
         mask |= POLLOUT;
     }
+    if (events & FS_EVENT_PRIORITY) {
+        mask |= POLLPRI;
+    }
+    if (events & FS_EVENT_RDHUP) {
+        mask |= POLLRDHUP;
+    }
     return mask;
 }
 
-static unsigned int
-interest_of(short mask)
-{
-    return ((mask & POLLIN) ? FS_EVENT_READ : 0)
-           | ((mask & POLLOUT) ? FS_EVENT_WRITE : 0);
-}
-
 /* The stdlib's rule: anything but IN (OUT, HUP, ERR, NVAL) wakes write
- * interest, anything but OUT wakes read interest. */
+ * interest, anything but OUT wakes read interest; PRI and RDHUP are also
+ * reported as themselves.  Always < FS_READY_MAX. */
 static unsigned int
 from_poll_mask(short mask)
 {
@@ -71,6 +87,12 @@ from_poll_mask(short mask)
     }
     if (mask & ~POLLOUT) {
         events |= FS_EVENT_READ;
+    }
+    if (mask & POLLPRI) {
+        events |= FS_EVENT_PRIORITY;
+    }
+    if (mask & POLLRDHUP) {
+        events |= FS_EVENT_RDHUP;
     }
     return events;
 }
@@ -135,6 +157,7 @@ PollCore_dealloc(PollCore *self)
     Py_CLEAR(self->index);
     PyMem_Free(self->fds);
     PyMem_Free(self->keys);
+    PyMem_Free(self->gevents);
     PyMem_Free(self->wait_buf);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -176,6 +199,7 @@ reserve(PollCore *self)
     Py_ssize_t cap;
     struct pollfd *fds;
     PyObject **keys;
+    unsigned int *gevents;
 
     if (self->n < self->cap) {
         return 0;
@@ -193,6 +217,12 @@ reserve(PollCore *self)
         return -1;
     }
     self->keys = keys;
+    gevents = PyMem_Realloc(self->gevents, (size_t)cap * sizeof(*gevents));
+    if (gevents == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->gevents = gevents;
     self->cap = cap;
     return 0;
 }
@@ -243,6 +273,7 @@ PollCore_register(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
     self->fds[pos].fd = fd;
     self->fds[pos].events = to_poll_mask(events);
     self->fds[pos].revents = 0;
+    self->gevents[pos] = events;
     Py_INCREF(args[2]);
     self->keys[pos] = args[2];
     self->generation++;
@@ -269,7 +300,9 @@ PollCore_modify(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
         }
         return NULL;
     }
+    self->fds[pos].fd = fd;                 /* re-arms a ONESHOT entry */
     self->fds[pos].events = to_poll_mask(events);
+    self->gevents[pos] = events;
     self->generation++;
     Py_INCREF(args[2]);
     Py_SETREF(self->keys[pos], args[2]);
@@ -294,7 +327,8 @@ PollCore_unregister(PollCore *self, PyObject *arg)
         Py_RETURN_NONE;
     }
     last = self->n - 1;
-    if (pos != last && set_index(self, self->fds[last].fd, pos) < 0) {
+    if (pos != last
+            && set_index(self, REAL_FD(self->fds[last].fd), pos) < 0) {
         return NULL;
     }
     if (PyDict_DelItem(self->index, arg) < 0) {
@@ -303,6 +337,7 @@ PollCore_unregister(PollCore *self, PyObject *arg)
     key = self->keys[pos];
     self->fds[pos] = self->fds[last];
     self->keys[pos] = self->keys[last];
+    self->gevents[pos] = self->gevents[last];
     self->n = last;
     self->generation++;
     Py_DECREF(key);     /* last: may run arbitrary code */
@@ -337,7 +372,7 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
     }
     for (i = 0; i < nfds && nready > 0; i++) {
         Py_ssize_t pos = i;
-        PyObject *key;
+        PyObject *key, *ready;
 
         if (fds[i].revents == 0) {
             continue;
@@ -359,12 +394,18 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
                 continue;
             }
         }
+        if (self->fds[pos].fd < 0) {
+            continue;   /* disarmed ONESHOT, reported by an earlier wait */
+        }
+        ready = self->ready[from_poll_mask(fds[i].revents)
+                            & self->gevents[pos] & FS_READINESS];
+        if (self->gevents[pos] & FS_ONESHOT) {
+            self->fds[pos].fd = DISARMED(self->fds[pos].fd);
+        }
         key = self->keys[pos];
         Py_INCREF(key);
-        if (append_ready(result, key,
-                         self->ready[from_poll_mask(fds[i].revents)
-                                     & interest_of(self->fds[pos].events)])
-                == NULL) {
+        /* May run a finalizer that changes the arrays: pos is stale now. */
+        if (append_ready(result, key, ready) == NULL) {
             Py_DECREF(key);
             goto error;
         }
@@ -653,7 +694,8 @@ fs_poll_core_init(PyObject *module, fs_module_state *state)
 {
     state->poll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &PollCore_spec, NULL);
-    if (state->poll_core_type == NULL) {
+    if (state->poll_core_type == NULL
+            || fs_set_supported(state->poll_core_type, FS_POLL_SUPPORTED) < 0) {
         return -1;
     }
     return PyModule_AddType(module, state->poll_core_type);

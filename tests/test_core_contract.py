@@ -83,7 +83,8 @@ def test_modify_reports_the_new_key_and_interest(core, pair):
     ((2 ** 64, 1, None), OverflowError),
     ((3, "1", None), TypeError),
     ((3, 0, None), ValueError),
-    ((3, 4, None), ValueError),
+    ((3, 16, None), ValueError),         # an unknown bit
+    ((3, 256, None), ValueError),        # a modifier without readiness
     ((3, -1, None), ValueError),
     ((3, 2 ** 70, None), OverflowError),
 ])
