@@ -42,6 +42,7 @@ struct pollfd { int fd; short events; short revents; ...; };
 #define POLLERR ...
 #define POLLHUP ...
 #define POLLNVAL ...
+#define POLLRDHUP ...
 
 int poll(struct pollfd *fds, nfds_t nfds, int timeout);
 """
@@ -55,6 +56,10 @@ struct epoll_event { uint32_t events; epoll_data_t data; ...; };
 #define EPOLLPRI ...
 #define EPOLLERR ...
 #define EPOLLHUP ...
+#define EPOLLRDHUP ...
+#define EPOLLET ...
+#define EPOLLONESHOT ...
+#define EPOLLEXCLUSIVE ...
 #define EPOLL_CLOEXEC ...
 #define EPOLL_CTL_ADD ...
 #define EPOLL_CTL_MOD ...
@@ -68,10 +73,30 @@ int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
 
 ffibuilder = FFI()
 ffibuilder.cdef(POLL_CDEF + (EPOLL_CDEF if HAVE_EPOLL else ""))
+# _GNU_SOURCE: POLLRDHUP (Linux).  Where a header lacks a flag -- POLLRDHUP
+# off Linux, EPOLLEXCLUSIVE in manylinux2014's glibc 2.17 headers -- it is
+# defined here: 0 where the OS has no such thing (the core then does not
+# offer it), the kernel ABI's value for EPOLLEXCLUSIVE (Linux 4.5).
+PREAMBLE = """
+#define _GNU_SOURCE 1
+#include <poll.h>
+#ifndef POLLRDHUP
+#define POLLRDHUP 0
+#endif
+"""
+EPOLL_PREAMBLE = """
+#include <sys/epoll.h>
+#ifndef EPOLLRDHUP
+#define EPOLLRDHUP 0x2000
+#endif
+#ifndef EPOLLEXCLUSIVE
+#define EPOLLEXCLUSIVE (1u << 28)
+#endif
+"""
+
 ffibuilder.set_source(
     "fastselectors._cffi_epoll",
-    "#include <poll.h>\n"
-    + ("#include <sys/epoll.h>\n" if HAVE_EPOLL else ""),
+    PREAMBLE + (EPOLL_PREAMBLE if HAVE_EPOLL else ""),
     # cffi's generated layout check takes &ev->data to verify its type;
     # on x86-64 that member is packed, and GCC >= 9 warns about it.  The
     # check is compile-time only (nothing dereferences it), so the warning

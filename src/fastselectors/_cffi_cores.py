@@ -38,7 +38,8 @@ from errno import EINTR, EINVAL
 from selectors import EVENT_READ, EVENT_WRITE
 from time import monotonic
 
-from ._base import closed_error
+from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
+                    READINESS, closed_error)
 from ._cffi_epoll import ffi, lib
 from ._pydispatch import DispatchMixin
 
@@ -89,12 +90,18 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
     _epoll_ctl = lib.epoll_ctl
     _epoll_wait = lib.epoll_wait
 
+    _EPOLL_BITS = ((EVENT_READ, _EPOLLIN), (EVENT_WRITE, _EPOLLOUT),
+                   (EVENT_PRIORITY, lib.EPOLLPRI),
+                   (EVENT_RDHUP, lib.EPOLLRDHUP), (EDGE, lib.EPOLLET),
+                   (ONESHOT, lib.EPOLLONESHOT),
+                   (EXCLUSIVE, lib.EPOLLEXCLUSIVE))
+    _EPOLLPRI, _EPOLLRDHUP = lib.EPOLLPRI, lib.EPOLLRDHUP
+
     def _epoll_mask(events):
         mask = 0
-        if events & EVENT_READ:
-            mask |= _EPOLLIN
-        if events & EVENT_WRITE:
-            mask |= _EPOLLOUT
+        for ours, kernel in _EPOLL_BITS:
+            if events & ours:
+                mask |= kernel
         return mask
 
     class EpollCore(DispatchMixin):
@@ -115,6 +122,8 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
         results into one buffer.  A single waiter always reuses the same
         buffer.
         """
+
+        SUPPORTED = READINESS | EDGE | ONESHOT | EXCLUSIVE
 
         def __init__(self):
             self._epfd = -1     # first, so __del__ is safe if we fail
@@ -147,11 +156,20 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
-            if events != self._keys[fd].events:
+            old = self._keys[fd].events
+            if events != old or events & ONESHOT:   # ONESHOT: re-arm
                 ev = ffi.new("struct epoll_event *")
                 ev.events = _epoll_mask(events)
                 ev.data.fd = fd
-                if _epoll_ctl(epfd, _EPOLL_CTL_MOD, fd, ev) < 0:
+                if old & EXCLUSIVE:
+                    # The kernel refuses EPOLL_CTL_MOD of an exclusive
+                    # registration (epoll_ctl(2), EINVAL): delete and add
+                    # again; the add re-checks readiness, no edge is lost.
+                    _epoll_ctl(epfd, _EPOLL_CTL_DEL, fd, ffi.NULL)
+                    op = _EPOLL_CTL_ADD
+                else:
+                    op = _EPOLL_CTL_MOD
+                if _epoll_ctl(epfd, op, fd, ev) < 0:
                     raise _errno_error()
             self._keys[fd] = key
 
@@ -200,7 +218,11 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                     events |= EVENT_WRITE
                 if revents & _EPOLL_NOT_OUT:
                     events |= EVENT_READ
-                ready.append((key, events & key.events))
+                if revents & _EPOLLPRI:
+                    events |= EVENT_PRIORITY
+                if revents & _EPOLLRDHUP:
+                    events |= EVENT_RDHUP
+                ready.append((key, events & key.events & READINESS))
             if size >= self._size:
                 self._free.append(buf)
             return ready
@@ -258,13 +280,27 @@ _POLLFD_SIZE = ffi.sizeof("struct pollfd")
 _poll = lib.poll
 
 
+_POLLPRI, _POLLRDHUP = lib.POLLPRI, lib.POLLRDHUP     # POLLRDHUP: 0 off Linux
+_POLL_BITS = ((EVENT_READ, _POLLIN), (EVENT_WRITE, _POLLOUT),
+              (EVENT_PRIORITY, _POLLPRI), (EVENT_RDHUP, _POLLRDHUP))
+
+
 def _poll_mask(events):
     mask = 0
-    if events & EVENT_READ:
-        mask |= _POLLIN
-    if events & EVENT_WRITE:
-        mask |= _POLLOUT
+    for ours, kernel in _POLL_BITS:
+        if events & ours:
+            mask |= kernel
     return mask
+
+
+# An unregistered entry is a hole: fd -1.  A ONESHOT entry already reported
+# is disarmed: its fd stored as -2 - fd, which poll() ignores as well (so not
+# even POLLHUP comes back) until modify() re-arms it; the two never collide.
+_HOLE = -1
+
+
+def _disarmed(fd):
+    return -2 - fd
 
 
 class PollCore(DispatchMixin):
@@ -300,6 +336,9 @@ class PollCore(DispatchMixin):
     fd's *current* key, as the stdlib does after its poll().
     """
 
+    SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+                 | (EVENT_RDHUP if _POLLRDHUP else 0))
+
     def __init__(self):
         self._table = (ffi.new("struct pollfd[]", 8), 0)
         self._holes = 0      # entries with fd -1 in the master
@@ -333,8 +372,10 @@ class PollCore(DispatchMixin):
             raise closed_error()
         keys = self._keys
         old = keys[fd]          # dropped at return, the core consistent
+        entry = self._table[0][self._index[fd]]
         if events != old.events:
-            self._table[0][self._index[fd]].events = _poll_mask(events)
+            entry.events = _poll_mask(events)
+        entry.fd = fd           # re-arms a disarmed ONESHOT entry
         keys[fd] = key
 
     def unregister(self, fd):
@@ -344,7 +385,7 @@ class PollCore(DispatchMixin):
         if key is None:
             return
         fds, n = self._table
-        fds[self._index.pop(fd)].fd = -1    # poll() ignores negative fds
+        fds[self._index.pop(fd)].fd = _HOLE     # poll() ignores it
         self._holes += 1
         if 2 * self._holes > n:
             self._compact()
@@ -358,11 +399,11 @@ class PollCore(DispatchMixin):
         for i in range(n):
             src = old[i]
             fd = src.fd
-            if fd >= 0:
+            if fd != _HOLE:
                 dst = fds[j]
                 dst.fd = fd
                 dst.events = src.events
-                index[fd] = j
+                index[fd if fd >= 0 else _disarmed(fd)] = j
                 j += 1
         self._index = index
         self._table = (fds, j)
@@ -402,12 +443,23 @@ class PollCore(DispatchMixin):
                             events |= EVENT_WRITE
                         if revents & _POLL_NOT_OUT:
                             events |= EVENT_READ
-                        ready.append((key, events & key.events))
+                        if revents & _POLLPRI:
+                            events |= EVENT_PRIORITY
+                        if revents & _POLLRDHUP:
+                            events |= EVENT_RDHUP
+                        ready.append((key, events & key.events & READINESS))
+                        if key.events & ONESHOT:
+                            self._disarm(key.fd)
                     n -= 1
                     if not n:
                         break
         self._free.append(buf)
         return ready
+
+    def _disarm(self, fd):
+        entry = self._table[0][self._index[fd]]
+        if entry.fd == fd:
+            entry.fd = _disarmed(fd)
 
     def _wait_again(self, buf, ms, deadline):
         """The failure path of poll(), out of the hot loop: retry after
