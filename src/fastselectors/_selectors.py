@@ -25,7 +25,7 @@ close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
 Python frame runs between the caller and ``epoll_wait`` (issue #3).
 """
 
-from selectors import EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey
+from selectors import BaseSelector, SelectorKey
 
 from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
                     check_supported, closed_error, fileobj_to_fd)
@@ -252,7 +252,7 @@ def make_selector(name, core_cls, base=CoreSelector, doc=None):
     """Build the public class *name* over *core_cls*."""
     return type(name, (base,), {
         "_core_cls": core_cls,
-        "_supported": getattr(core_cls, "SUPPORTED", EVENT_READ | EVENT_WRITE),
+        "_supported": core_cls.SUPPORTED,
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),
