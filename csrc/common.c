@@ -12,35 +12,106 @@ fs_closed_error(void)
     return NULL;
 }
 
-/* Parse select(timeout=None) from a vectorcall without building a tuple or
- * a dict: this runs on every select(). */
-int
-fs_parse_select_args(const char *fname, PyObject *const *args,
-                     Py_ssize_t nargs, PyObject *kwnames, PyObject **timeout)
+/* obj < 0 for an int too large for a C long (only on error paths). */
+static int
+fs_is_negative(PyObject *obj)
 {
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *zero = PyLong_FromLong(0);
+    int negative;
+    if (zero == NULL) {
+        PyErr_Clear();
+        return 1;
+    }
+    negative = PyObject_RichCompareBool(obj, zero, Py_LT);
+    Py_DECREF(zero);
+    if (negative < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    return negative;
+}
 
-    *timeout = Py_None;
-    if (nargs + nkw > 1) {
+/* maxevents as select()/dispatch() and the cores' default take it: None
+ * (-> 0, "every ready fd") or an int >= 1 (clamped to INT_MAX). */
+int
+fs_maxevents_converter(PyObject *obj, int *maxevents)
+{
+    long value;
+
+    if (obj == Py_None) {
+        *maxevents = 0;
+        return 0;
+    }
+    if (!PyLong_Check(obj) || PyBool_Check(obj)) {
         PyErr_Format(PyExc_TypeError,
-                     "%s() takes at most 1 argument (%zd given)",
-                     fname, nargs + nkw);
+                     "maxevents must be an int or None, not %.100s",
+                     Py_TYPE(obj)->tp_name);
         return -1;
     }
-    if (nargs == 1) {
-        *timeout = args[0];
-    }
-    else if (nkw == 1) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, 0);
-        if (PyUnicode_CompareWithASCIIString(name, "timeout") != 0) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%U'",
-                         fname, name);
+    value = PyLong_AsLong(obj);
+    if (value == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
             return -1;
         }
+        PyErr_Clear();
+        /* Huge: as many as there are; hugely negative: invalid. */
+        value = fs_is_negative(obj) ? -1 : INT_MAX;
+    }
+    if (value < 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "maxevents must be at least 1, got %ld", value);
+        return -1;
+    }
+    *maxevents = value > INT_MAX ? INT_MAX : (int)value;
+    return 0;
+}
+
+/* Parse (timeout=None, maxevents=None) from a vectorcall without building a
+ * tuple or a dict: this runs on every select() and dispatch(). */
+int
+fs_parse_select_args(const char *fname, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames, PyObject **timeout,
+                     int *maxevents)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames), i;
+    PyObject *maxevents_obj = Py_None;
+
+    *timeout = Py_None;
+    *maxevents = 0;
+    if (nargs == 1 && nkw == 0) {   /* the common call: select(timeout) */
+        *timeout = args[0];
+        return 0;
+    }
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most 2 arguments (%zd given)",
+                     fname, nargs);
+        return -1;
+    }
+    if (nargs >= 1) {
         *timeout = args[0];
     }
-    return 0;
+    if (nargs == 2) {
+        maxevents_obj = args[1];
+    }
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "timeout") == 0
+                && nargs < 1) {
+            *timeout = args[nargs + i];
+        }
+        else if (PyUnicode_CompareWithASCIIString(name, "maxevents") == 0
+                 && nargs < 2) {
+            maxevents_obj = args[nargs + i];
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected or repeated keyword "
+                         "argument '%U'", fname, name);
+            return -1;
+        }
+    }
+    return fs_maxevents_converter(maxevents_obj, maxevents);
 }
 
 static void
@@ -203,4 +274,13 @@ fs_set_supported(PyTypeObject *type, unsigned int supported)
     rc = PyObject_SetAttrString((PyObject *)type, "SUPPORTED", value);
     Py_DECREF(value);
     return rc;
+}
+
+PyObject *
+fs_maxevents_get(int maxevents)
+{
+    if (maxevents <= 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(maxevents);
 }

@@ -59,6 +59,7 @@ typedef struct {
     unsigned long dthread;      /* thread inside dispatch(), 0 if none */
     PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1; the
                                    type keeps the module alive */
+    int maxevents;              /* default batch size; 0: every ready fd */
 } EpollCore;
 
 /* Old build images (manylinux2014's glibc 2.17 headers) lack the newer
@@ -381,16 +382,21 @@ error:
     return NULL;
 }
 
-/* Room for every registered fd, like the stdlib, so that one call returns
- * everything that is ready (and at least 1, as epoll_wait requires). */
+/* The batch of one wait: the call's maxevents, else the core's default,
+ * else room for every registered fd like the stdlib (one call returns
+ * everything that is ready); never more than are registered, at least 1
+ * (epoll_wait requires it).  When more are ready than the batch holds, the
+ * kernel keeps the rest and rotates its ready list: nobody starves. */
 static int
-default_maxevents(EpollCore *self)
+batch_size(EpollCore *self, int requested)
 {
-    if (self->nregistered <= 0) {
-        return 1;
+    int all = self->nregistered <= 0 ? 1
+        : (int)Py_MIN(self->nregistered,
+                      INT_MAX / (Py_ssize_t)sizeof(struct epoll_event));
+    if (requested <= 0) {
+        requested = self->maxevents;
     }
-    return (int)Py_MIN(self->nregistered,
-                       INT_MAX / (Py_ssize_t)sizeof(struct epoll_event));
+    return (requested <= 0 || requested > all) ? all : requested;
 }
 
 /* Make *buf hold at least need events; grow geometrically so that a
@@ -468,7 +474,8 @@ EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
     struct epoll_event *events;
     int maxevents, n, own_buffer;
 
-    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
+    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj,
+                             &maxevents) < 0) {
         return NULL;
     }
     if (self->epfd < 0) {
@@ -478,7 +485,7 @@ EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
             || fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
-    maxevents = default_maxevents(self);
+    maxevents = batch_size(self, maxevents);
     own_buffer = !self->buf_busy;
     if (own_buffer) {
         if (reserve_events(&self->buf, &self->buf_size, maxevents) < 0) {
@@ -586,10 +593,10 @@ EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
     fs_timeout timeout;
     unsigned long me;
     Py_ssize_t count = 0;
-    int rc = 0;
+    int rc = 0, requested;
 
-    if (fs_parse_select_args("dispatch", args, nargs, kwnames,
-                             &timeout_obj) < 0) {
+    if (fs_parse_select_args("dispatch", args, nargs, kwnames, &timeout_obj,
+                             &requested) < 0) {
         return NULL;
     }
     if (self->epfd < 0) {
@@ -612,7 +619,7 @@ EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
     rc = deliver_pending(self, &count);
     if (rc == 0 && count == 0 && self->epfd >= 0) {
         /* Nothing (still valid) was pending: wait for a new batch. */
-        int maxevents = default_maxevents(self), n;
+        int maxevents = batch_size(self, requested), n;
         if (reserve_events(&self->dbuf, &self->dbuf_size, maxevents) < 0) {
             rc = -1;
         }
@@ -686,6 +693,22 @@ EpollCore_get_closed(EpollCore *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+EpollCore_get_maxevents(EpollCore *self, void *Py_UNUSED(closure))
+{
+    return fs_maxevents_get(self->maxevents);
+}
+
+static int
+EpollCore_set_maxevents(EpollCore *self, PyObject *value,
+                        void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        value = Py_None;
+    }
+    return fs_maxevents_converter(value, &self->maxevents);
+}
+
+static PyObject *
 EpollCore_len(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     return PyLong_FromSsize_t(self->nregistered);
@@ -700,10 +723,11 @@ static PyMethodDef EpollCore_methods[] = {
      "unregister(fd): remove fd; a closed fd is not an error."},
     {"select", (PyCFunction)(void (*)(void))EpollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
-     "select(timeout=None) -> list of (key, events)."},
+     "select(timeout=None, maxevents=None) -> list of (key, events)."},
     {"dispatch", (PyCFunction)(void (*)(void))EpollCore_dispatch,
      METH_FASTCALL | METH_KEYWORDS,
-     "dispatch(timeout=None) -> int: wait once, call key.data(key, events) "
+     "dispatch(timeout=None, maxevents=None) -> int: wait once, call "
+     "key.data(key, events) "
      "for each ready registration."},
     {"close", (PyCFunction)EpollCore_close, METH_NOARGS,
      "close(): close the epoll fd and drop every key; idempotent."},
@@ -716,6 +740,9 @@ static PyMethodDef EpollCore_methods[] = {
 
 static PyGetSetDef EpollCore_getset[] = {
     {"closed", (getter)EpollCore_get_closed, NULL, "True once closed.", NULL},
+    {"maxevents", (getter)EpollCore_get_maxevents,
+     (setter)EpollCore_set_maxevents,
+     "Default batch size of a wait; None: every ready fd.", NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 

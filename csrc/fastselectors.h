@@ -50,7 +50,9 @@ typedef struct {
 PyObject *fs_closed_error(void);
 int fs_parse_select_args(const char *fname, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames,
-                         PyObject **timeout);
+                         PyObject **timeout, int *maxevents);
+int fs_maxevents_converter(PyObject *obj, int *maxevents);
+PyObject *fs_maxevents_get(int maxevents);
 int fs_timeout_init(fs_timeout *t, PyObject *timeout);
 int fs_timeout_remaining(fs_timeout *t);
 int fs_fd_converter(PyObject *obj, int *fd);

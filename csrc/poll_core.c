@@ -39,6 +39,8 @@ typedef struct {
     Py_ssize_t pending_pos;
     unsigned long dthread;      /* thread inside dispatch(), 0 if none */
     PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1 */
+    int maxevents;              /* default batch size; 0: every ready fd */
+    Py_ssize_t rotor;           /* where the next batch starts scanning */
 } PollCore;
 
 /* POLLRDHUP is Linux's (with _GNU_SOURCE, which pyconfig.h defines). */
@@ -359,20 +361,31 @@ append_ready(PyObject *result, PyObject *key, PyObject *ready)
     return rc < 0 ? NULL : result;
 }
 
-/* Collect the ready entries of the wait copy. */
+/* Collect at most limit (0: all) ready entries of the wait copy.  With a
+ * limit, the scan starts where the previous batch stopped, so that fds
+ * early in the array cannot starve the others: the ones left out are still
+ * ready (level-triggered) and come first next time. */
 static PyObject *
 build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
-             unsigned long generation)
+             unsigned long generation, int limit)
 {
     PyObject *result = PyList_New(0);
-    Py_ssize_t i;
+    Py_ssize_t k, start = 0, taken = 0;
 
     if (result == NULL) {
         return NULL;
     }
-    for (i = 0; i < nfds && nready > 0; i++) {
-        Py_ssize_t pos = i;
+    if (limit > 0 && nfds > 0) {
+        start = self->rotor % nfds;
+    }
+    for (k = 0; k < nfds && nready > 0; k++) {
+        Py_ssize_t i = (start + k) % nfds, pos = i;
         PyObject *key, *ready;
+
+        if (limit > 0 && taken == limit) {
+            self->rotor = i;
+            break;
+        }
 
         if (fds[i].revents == 0) {
             continue;
@@ -410,6 +423,7 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
             goto error;
         }
         Py_DECREF(key);
+        taken++;
     }
     return result;
 
@@ -421,7 +435,7 @@ error:
 /* Wait (without the GIL, EINTR retried with the remaining time) on a copy
  * of the pollfd array and return [(key, events)]. */
 static PyObject *
-wait_and_collect(PollCore *self, PyObject *timeout_obj)
+wait_and_collect(PollCore *self, PyObject *timeout_obj, int limit)
 {
     PyObject *result = NULL;
     fs_timeout timeout;
@@ -481,7 +495,10 @@ wait_and_collect(PollCore *self, PyObject *timeout_obj)
             break;
         }
     }
-    result = build_result(self, fds, nfds, n, generation);
+    if (limit <= 0) {
+        limit = self->maxevents;
+    }
+    result = build_result(self, fds, nfds, n, generation, limit);
 
 done:
     if (own_buffer) {
@@ -498,8 +515,10 @@ PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
     PyObject *timeout_obj;
+    int maxevents;
 
-    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj) < 0) {
+    if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj,
+                             &maxevents) < 0) {
         return NULL;
     }
     if (self->closed) {
@@ -511,7 +530,7 @@ PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
                         "same selector");
         return NULL;
     }
-    return wait_and_collect(self, timeout_obj);
+    return wait_and_collect(self, timeout_obj, maxevents);
 }
 
 /* The current key of fd, borrowed, or NULL (no exception) if none. */
@@ -580,10 +599,10 @@ PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *timeout_obj;
     Py_ssize_t count = 0;
     unsigned long me;
-    int rc;
+    int rc, maxevents;
 
-    if (fs_parse_select_args("dispatch", args, nargs, kwnames,
-                             &timeout_obj) < 0) {
+    if (fs_parse_select_args("dispatch", args, nargs, kwnames, &timeout_obj,
+                             &maxevents) < 0) {
         return NULL;
     }
     if (self->closed) {
@@ -602,7 +621,7 @@ PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
     /* Events left by a callback that raised come first, without a wait. */
     rc = deliver_pending(self, &count);
     if (rc == 0 && count == 0 && !self->closed) {
-        PyObject *batch = wait_and_collect(self, timeout_obj);
+        PyObject *batch = wait_and_collect(self, timeout_obj, maxevents);
         if (batch == NULL) {
             rc = -1;
         }
@@ -640,6 +659,22 @@ PollCore_get_closed(PollCore *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+PollCore_get_maxevents(PollCore *self, void *Py_UNUSED(closure))
+{
+    return fs_maxevents_get(self->maxevents);
+}
+
+static int
+PollCore_set_maxevents(PollCore *self, PyObject *value,
+                       void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        value = Py_None;
+    }
+    return fs_maxevents_converter(value, &self->maxevents);
+}
+
+static PyObject *
 PollCore_len(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     return PyLong_FromSsize_t(self->n);
@@ -668,6 +703,9 @@ static PyMethodDef PollCore_methods[] = {
 
 static PyGetSetDef PollCore_getset[] = {
     {"closed", (getter)PollCore_get_closed, NULL, "True once closed.", NULL},
+    {"maxevents", (getter)PollCore_get_maxevents,
+     (setter)PollCore_set_maxevents,
+     "Default batch size of a wait; None: every ready fd.", NULL},
     {NULL, NULL, NULL, NULL, NULL}
 };
 

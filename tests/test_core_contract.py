@@ -113,14 +113,21 @@ def test_unregister_of_unknown_fd_is_silent(core):
 
 
 @native_only
-@pytest.mark.parametrize("args, kwargs", [
-    ((0, 1), {}),
-    ((), {"bogus": 0}),
-    ((0,), {"timeout": 0}),
+@pytest.mark.parametrize("args, kwargs, exc", [
+    ((0, 1, 2), {}, TypeError),
+    ((), {"bogus": 0}, TypeError),
+    ((0,), {"timeout": 0}, TypeError),
+    ((0, 1), {"maxevents": 1}, TypeError),
+    ((0,), {"maxevents": "1"}, TypeError),
+    ((0,), {"maxevents": True}, TypeError),
+    ((0,), {"maxevents": 1.0}, TypeError),
+    ((0,), {"maxevents": 0}, ValueError),
+    ((0,), {"maxevents": -2 ** 80}, ValueError),
 ])
-def test_native_select_argument_errors(core, args, kwargs):
-    with pytest.raises(TypeError):
-        core.select(*args, **kwargs)
+def test_native_select_argument_errors(core, args, kwargs, exc):
+    for method in (core.select, core.dispatch):
+        with pytest.raises(exc):
+            method(*args, **kwargs)
 
 
 def test_select_accepts_timeout_keyword(core):

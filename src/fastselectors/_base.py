@@ -66,6 +66,19 @@ def check_events(events):
         raise ValueError("Invalid events: {!r}".format(events))
 
 
+def check_maxevents(maxevents):
+    """None (every ready fd) or an int >= 1; the native cores' rules."""
+    if maxevents is None:
+        return None
+    if not isinstance(maxevents, int) or isinstance(maxevents, bool):
+        raise TypeError("maxevents must be an int or None, not {}".format(
+            type(maxevents).__name__))
+    if maxevents < 1:
+        raise ValueError("maxevents must be at least 1, got {}".format(
+            maxevents))
+    return maxevents
+
+
 def check_supported(selector_cls, events, supported):
     """Raise ``ValueError`` naming the selector and the flags it cannot
     honour (a flag is never faked: EDGE cannot be emulated on poll)."""

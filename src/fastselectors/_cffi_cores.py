@@ -189,7 +189,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
         def closed(self):
             return self._epfd < 0
 
-        def _select(self, timeout=None):
+        def _select(self, timeout=None, limit=None):
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
@@ -200,6 +200,8 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             except IndexError:      # another thread is waiting with it
                 buf = ffi.new("struct epoll_event[]", self._size)
             size = len(buf)
+            if limit and limit < size:
+                size = limit    # the kernel keeps the rest, rotating
             n = _epoll_wait(epfd, buf, size, ms)
             if n < 0:
                 n = self._wait_again(epfd, buf, size, ms, deadline)
@@ -223,7 +225,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 if revents & _EPOLLRDHUP:
                     events |= EVENT_RDHUP
                 ready.append((key, events & key.events & READINESS))
-            if size >= self._size:
+            if len(buf) >= self._size:
                 self._free.append(buf)
             return ready
 
@@ -409,7 +411,7 @@ class PollCore(DispatchMixin):
         self._table = (fds, j)
         self._holes = 0
 
-    def _select(self, timeout=None):
+    def _select(self, timeout=None, limit=None):
         if self._closed:
             raise closed_error()
         ms = _timeout_ms(timeout)
@@ -448,12 +450,15 @@ class PollCore(DispatchMixin):
                         if revents & _POLLRDHUP:
                             events |= EVENT_RDHUP
                         ready.append((key, events & key.events & READINESS))
-                        if key.events & ONESHOT:
-                            self._disarm(key.fd)
                     n -= 1
                     if not n:
                         break
         self._free.append(buf)
+        if limit:
+            ready = self._take(ready, limit)
+        for key, _ in ready:
+            if key.events & ONESHOT:
+                self._disarm(key.fd)
         return ready
 
     def _disarm(self, fd):

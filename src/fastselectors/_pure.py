@@ -142,15 +142,16 @@ if hasattr(select, "epoll"):
             else:
                 self._poller.modify(fd, self._mask(events))
 
-        def _select(self, timeout=None):
+        def _select(self, timeout=None, limit=None):
             if self._poller is None:
                 raise closed_error()
             ms = _poll_timeout_ms(timeout)
+            size = max(len(self._keys), 1)
             # No "except InterruptedError" (the stdlib has one): since PEP
             # 475 the call retries EINTR itself, so an InterruptedError
             # here was raised by a signal handler and must propagate.
             fd_event_list = self._poller.poll(
-                -1 if ms < 0 else ms * 1e-3, max(len(self._keys), 1))
+                -1 if ms < 0 else ms * 1e-3, min(limit or size, size))
             return self._results(fd_event_list)
 
         def fileno(self):
@@ -187,12 +188,12 @@ class PollCore(_PollLikeCore):
         self._disarmed.discard(fd)
         super().unregister(fd)
 
-    def _select(self, timeout=None):
+    def _select(self, timeout=None, limit=None):
         if self._poller is None:
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
         fd_event_list = self._poller.poll(None if ms < 0 else ms)
-        ready = self._results(fd_event_list)
+        ready = self._take(self._results(fd_event_list), limit)
         for key, _ in ready:
             if key.events & ONESHOT:
                 self._poller.unregister(key.fd)
@@ -256,7 +257,7 @@ class SelectCore(DispatchMixin):
     def closed(self):
         return self._closed
 
-    def _select(self, timeout=None):
+    def _select(self, timeout=None, limit=None):
         if self._closed:
             raise closed_error()
         if timeout is not None:
@@ -287,8 +288,10 @@ class SelectCore(DispatchMixin):
             if fd in x:
                 events |= EVENT_PRIORITY
             ready.append((key, events & key.events))
+        ready = self._take(ready, limit)
+        for key, _ in ready:
             if key.events & ONESHOT:
-                self._set_interest(fd, 0)   # disarmed until modify()
+                self._set_interest(key.fd, 0)   # disarmed until modify()
         return ready
 
     def close(self):

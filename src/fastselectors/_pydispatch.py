@@ -15,22 +15,49 @@ A core using this mixin provides ``_select(timeout)`` (the wait, returning
 
 from threading import get_ident
 
-from ._base import closed_error
+from ._base import check_maxevents, closed_error
 
 
 class DispatchMixin:
     _dispatch_thread = None     # thread inside dispatch(), None if none
     _pending = ()               # the batch of the last wait
     _pending_pos = 0            # first event of it not yet delivered
+    _maxevents = None           # default batch size; None: every ready fd
+    _rotor = 0                  # where the next limited batch starts
 
-    def select(self, timeout=None):
+    @property
+    def maxevents(self):
+        return self._maxevents
+
+    @maxevents.setter
+    def maxevents(self, value):
+        self._maxevents = check_maxevents(value)
+
+    def _limit(self, maxevents):
+        if maxevents is None:
+            return self._maxevents
+        return check_maxevents(maxevents)
+
+    def _take(self, ready, limit):
+        """At most *limit* of *ready*, starting where the previous limited
+        batch stopped: the ones left out are still ready (level) and come
+        first next time, so nobody starves (poll and select only; the
+        kernel does this for epoll)."""
+        n = len(ready)
+        if not limit or n <= limit:
+            return ready
+        start = self._rotor % n
+        self._rotor = start + limit
+        return (ready[start:] + ready[:start])[:limit]
+
+    def select(self, timeout=None, maxevents=None):
         if self._dispatch_thread is not None \
                 and self._dispatch_thread == get_ident():
             raise RuntimeError("select() called from a dispatch() callback "
                                "of the same selector")
-        return self._select(timeout)
+        return self._select(timeout, self._limit(maxevents))
 
-    def dispatch(self, timeout=None):
+    def dispatch(self, timeout=None, maxevents=None):
         if self.closed:
             raise closed_error()
         if self._dispatch_thread is not None:
@@ -39,13 +66,14 @@ class DispatchMixin:
                 "selector" if self._dispatch_thread == get_ident() else
                 "dispatch() is already running in another thread on this "
                 "selector")
+        limit = self._limit(maxevents)
         self._dispatch_thread = get_ident()
         try:
             # Events left by a callback that raised come first, without a
             # wait; if none of them is still valid, wait for a new batch.
             count = self._deliver_pending()
             if count == 0 and not self.closed:
-                self._pending = self._select(timeout)
+                self._pending = self._select(timeout, limit)
                 self._pending_pos = 0
                 count = self._deliver_pending()
         except BaseException:

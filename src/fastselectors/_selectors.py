@@ -52,8 +52,13 @@ class CoreSelector(BaseSelector):
         return (isinstance(flag, int) and flag > 0
                 and not flag & ~cls._supported)
 
-    def __init__(self):
+    def __init__(self, maxevents=None):
+        """Parameters:
+            maxevents: the default batch size of select() and dispatch()
+                (None: every ready fd in one call, as the stdlib)
+        """
         self._core = self._core_cls()
+        self._core.maxevents = maxevents
         self._fd_to_key = {}
         self._map = SelectorMapping(self)
         # Bind the core's select() and dispatch() on the instance, skipping
@@ -168,12 +173,25 @@ class CoreSelector(BaseSelector):
         key = self.get_key(fileobj)
         return self.modify(fileobj, key.events, key.data)
 
-    def select(self, timeout=None):
+    @property
+    def maxevents(self):
+        """The default batch size of select() and dispatch(); None: every
+        ready fd in one call.  Settable."""
+        return self._core.maxevents
+
+    @maxevents.setter
+    def maxevents(self, value):
+        self._core.maxevents = value
+
+    def select(self, timeout=None, maxevents=None):
         """Wait until some registered file objects are ready, or timeout.
 
         Parameters:
             timeout: None blocks; <= 0 polls; otherwise seconds, rounded up
                 to the kernel's resolution (never returns early)
+            maxevents: at most this many results (default: the selector's
+                ``maxevents``); the rest come on the next calls, and no fd
+                starves
         Returns:
             list of ``(key, events)``; ``events`` is the ready subset of
             ``key.events`` (HUP and ERR report both read and write interest)
@@ -182,9 +200,9 @@ class CoreSelector(BaseSelector):
             OverflowError: timeout too large for the kernel
             TypeError: timeout is not a number
         """
-        return self._core.select(timeout)
+        return self._core.select(timeout, maxevents)
 
-    def dispatch(self, timeout=None):
+    def dispatch(self, timeout=None, maxevents=None):
         """Wait once, then call ``key.data(key, events)`` for every ready
         registration; return how many callbacks ran.
 
@@ -211,14 +229,14 @@ class CoreSelector(BaseSelector):
           from other threads is fine).
 
         Parameters:
-            timeout: as for select()
+            timeout, maxevents: as for select()
         Returns:
             the number of callbacks invoked
         Raises:
             ValueError: closed selector; RuntimeError: re-entrant call;
             anything a callback raises; select()'s timeout errors
         """
-        return self._core.dispatch(timeout)
+        return self._core.dispatch(timeout, maxevents)
 
     def close(self):
         """Close the selector and free the kernel resources; idempotent."""
