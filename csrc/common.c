@@ -114,11 +114,13 @@ fs_parse_select_args(const char *fname, PyObject *const *args,
     return fs_maxevents_converter(maxevents_obj, maxevents);
 }
 
-static void
-fs_now(struct timespec *ts)
+static long long
+fs_now_ns(void)
 {
+    struct timespec ts;
     /* CLOCK_MONOTONIC cannot fail with a valid clock id and pointer. */
-    (void)clock_gettime(CLOCK_MONOTONIC, ts);
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Seconds (None, int or float) -> milliseconds, with the stdlib's rules:
@@ -169,34 +171,35 @@ fs_timeout_init(fs_timeout *t, PyObject *timeout)
         return -1;
     }
     t->ms = (int)ms;
-    fs_now(&t->deadline);
-    t->deadline.tv_sec += t->ms / 1000;
-    t->deadline.tv_nsec += (long)(t->ms % 1000) * 1000000L;
-    if (t->deadline.tv_nsec >= 1000000000L) {
-        t->deadline.tv_sec += 1;
-        t->deadline.tv_nsec -= 1000000000L;
+    /* Where the kernel takes nanoseconds (epoll_pwait2, ppoll): the exact
+     * request, rounded up to the nanosecond; never more than t->ms. */
+    t->ns = (long long)ceil(seconds * 1e9);
+    if (t->ns > (long long)t->ms * 1000000LL) {
+        t->ns = (long long)t->ms * 1000000LL;
     }
+    t->deadline_ns = fs_now_ns() + t->ns;
     return 0;
 }
 
-/* After EINTR: the milliseconds left until the deadline, rounded up; 0 once
- * it has passed; -1 stays "forever". */
+/* After EINTR: update the time left until the deadline (ns, and ms rounded
+ * up) and return the ms; 0 once it has passed; -1 stays "forever". */
 int
 fs_timeout_remaining(fs_timeout *t)
 {
-    struct timespec now;
     long long left_ns;
 
     if (t->ms <= 0) {
         return t->ms;
     }
-    fs_now(&now);
-    left_ns = (long long)(t->deadline.tv_sec - now.tv_sec) * 1000000000LL
-              + (t->deadline.tv_nsec - now.tv_nsec);
+    left_ns = t->deadline_ns - fs_now_ns();
     if (left_ns <= 0) {
+        t->ns = 0;
+        t->ms = 0;
         return 0;
     }
-    return (int)((left_ns + 999999LL) / 1000000LL);
+    t->ns = left_ns;
+    t->ms = (int)((left_ns + 999999LL) / 1000000LL);
+    return t->ms;
 }
 
 /* A file descriptor as the stdlib's select.epoll/select.poll take it: an int

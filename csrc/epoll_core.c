@@ -29,6 +29,8 @@
 #include <errno.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "pythread.h"
 #include <unistd.h>
 
@@ -422,9 +424,40 @@ reserve_events(struct epoll_event **buf, int *size, int need)
     return 0;
 }
 
-/* epoll_wait() without the GIL, retried on EINTR with the remaining time
- * once the signal handlers have run (PEP 475).  Returns the number of
- * events, or -1 with an exception set. */
+/* epoll_pwait2() (Linux 5.11) takes a timespec: sub-millisecond waits.
+ * glibc has a wrapper only since 2.35, so it is called through syscall():
+ * wheels stay manylinux2014 (glibc 2.17) compatible.  Its number is 441 on
+ * every architecture (asm-generic).  Kernels without it answer ENOSYS, and
+ * the seccomp profiles of older container runtimes EPERM: then every later
+ * wait of the process uses epoll_wait(), rounding up to milliseconds like
+ * the stdlib.  (A plain int: a lost race only costs one more probe.) */
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
+static int pwait2_usable = 1;
+
+static int
+epoll_wait_precise(int epfd, struct epoll_event *events, int maxevents,
+                   fs_timeout *timeout)
+{
+    if (timeout->ms > 0 && pwait2_usable) {
+        struct timespec ts;
+        int n;
+        ts.tv_sec = (time_t)(timeout->ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout->ns % 1000000000LL);
+        n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, &ts,
+                         NULL, (size_t)0);
+        if (n >= 0 || (errno != ENOSYS && errno != EPERM)) {
+            return n;
+        }
+        pwait2_usable = 0;
+    }
+    return epoll_wait(epfd, events, maxevents, timeout->ms);
+}
+
+/* The wait without the GIL, retried on EINTR with the remaining time once
+ * the signal handlers have run (PEP 475).  Returns the number of events,
+ * or -1 with an exception set. */
 static int
 wait_events(int epfd, struct epoll_event *events, int maxevents,
             fs_timeout *timeout)
@@ -432,7 +465,7 @@ wait_events(int epfd, struct epoll_event *events, int maxevents,
     for (;;) {
         int n, saved_errno;
         Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait(epfd, events, maxevents, timeout->ms);
+        n = epoll_wait_precise(epfd, events, maxevents, timeout);
         saved_errno = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0) {

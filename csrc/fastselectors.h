@@ -38,12 +38,14 @@ typedef struct {
 /* The module state of a core's type (heap types made from the module). */
 fs_module_state *fs_state_of(PyTypeObject *type);
 
-/* A wait's timeout: milliseconds for the syscall (-1 = forever) and the
- * monotonic deadline used to retry with the remaining time after EINTR
- * (PEP 475). */
+/* A wait's timeout: milliseconds for epoll_wait/poll (-1 = forever, rounded
+ * up like the stdlib), nanoseconds for epoll_pwait2/ppoll (sub-millisecond
+ * waits, issue #4; valid when ms > 0), and the monotonic deadline used to
+ * retry with the remaining time after EINTR (PEP 475). */
 typedef struct {
     int ms;
-    struct timespec deadline;
+    long long ns;
+    long long deadline_ns;
 } fs_timeout;
 
 /* common.c */

@@ -432,6 +432,23 @@ error:
     return NULL;
 }
 
+/* ppoll() takes a timespec: sub-millisecond waits on Linux (glibc has had
+ * it since 2.4, so manylinux2014 wheels may use it); elsewhere poll() and
+ * milliseconds rounded up, like the stdlib. */
+static int
+poll_precise(struct pollfd *fds, nfds_t nfds, fs_timeout *timeout)
+{
+#ifdef __linux__
+    if (timeout->ms > 0) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(timeout->ns / 1000000000LL);
+        ts.tv_nsec = (long)(timeout->ns % 1000000000LL);
+        return ppoll(fds, nfds, &ts, NULL);
+    }
+#endif
+    return poll(fds, nfds, timeout->ms);
+}
+
 /* Wait (without the GIL, EINTR retried with the remaining time) on a copy
  * of the pollfd array and return [(key, events)]. */
 static PyObject *
@@ -475,7 +492,7 @@ wait_and_collect(PollCore *self, PyObject *timeout_obj, int limit)
     for (;;) {
         int saved_errno;
         Py_BEGIN_ALLOW_THREADS
-        n = poll(fds, (nfds_t)nfds, timeout.ms);
+        n = poll_precise(fds, (nfds_t)nfds, &timeout);
         saved_errno = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0) {

@@ -45,6 +45,7 @@ struct pollfd { int fd; short events; short revents; ...; };
 #define POLLRDHUP ...
 
 int poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int fs_poll_ns(struct pollfd *fds, nfds_t nfds, int ms, long long ns);
 """
 
 EPOLL_CDEF = """
@@ -69,6 +70,8 @@ int epoll_create1(int flags);
 int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
 int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
                int timeout);
+int fs_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents,
+                     int ms, long long ns);
 """
 
 ffibuilder = FFI()
@@ -80,18 +83,63 @@ ffibuilder.cdef(POLL_CDEF + (EPOLL_CDEF if HAVE_EPOLL else ""))
 PREAMBLE = """
 #define _GNU_SOURCE 1
 #include <poll.h>
+#include <time.h>
 #ifndef POLLRDHUP
 #define POLLRDHUP 0
 #endif
+
+/* Sub-millisecond waits (issue #4): ppoll() takes a timespec on Linux (in
+ * glibc since 2.4); elsewhere poll() and ms.  ns is used when ms > 0. */
+static int fs_poll_ns(struct pollfd *fds, nfds_t nfds, int ms, long long ns)
+{
+#ifdef __linux__
+    if (ms > 0) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        return ppoll(fds, nfds, &ts, NULL);
+    }
+#endif
+    return poll(fds, nfds, ms);
+}
 """
 EPOLL_PREAMBLE = """
+#include <errno.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #ifndef EPOLLRDHUP
 #define EPOLLRDHUP 0x2000
 #endif
 #ifndef EPOLLEXCLUSIVE
 #define EPOLLEXCLUSIVE (1u << 28)
 #endif
+
+/* epoll_pwait2() (Linux 5.11) through syscall(), so that no glibc newer
+ * than manylinux2014's 2.17 is needed; 441 on every architecture.  ENOSYS
+ * (old kernel) or EPERM (old seccomp profiles): epoll_wait() from then on,
+ * with ms rounded up like the stdlib.  The same as csrc/epoll_core.c. */
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
+static int fs_pwait2_usable = 1;
+
+static int fs_epoll_wait_ns(int epfd, struct epoll_event *events,
+                            int maxevents, int ms, long long ns)
+{
+    if (ms > 0 && fs_pwait2_usable) {
+        struct timespec ts;
+        int n;
+        ts.tv_sec = (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, &ts,
+                         NULL, (size_t)0);
+        if (n >= 0 || (errno != ENOSYS && errno != EPERM))
+            return n;
+        fs_pwait2_usable = 0;
+    }
+    return epoll_wait(epfd, events, maxevents, ms);
+}
 """
 
 ffibuilder.set_source(

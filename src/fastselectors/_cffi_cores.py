@@ -60,6 +60,12 @@ def _timeout_ms(timeout):
     return ms
 
 
+def _timeout_ns(timeout, ms):
+    """The exact wait in ns for epoll_pwait2/ppoll (used when ms > 0):
+    rounded up, never longer than the ms figure."""
+    return min(math.ceil(timeout * 1e9), ms * 1000000) if ms > 0 else 0
+
+
 def _check_fd(fd):
     # cffi would raise OverflowError too, when converting; check first, so
     # nothing is touched, and with the stdlib's message.
@@ -89,6 +95,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
     _EPOLL_CTL_DEL = lib.EPOLL_CTL_DEL
     _epoll_ctl = lib.epoll_ctl
     _epoll_wait = lib.epoll_wait
+    _epoll_wait_ns = lib.fs_epoll_wait_ns
 
     _EPOLL_BITS = ((EVENT_READ, _EPOLLIN), (EVENT_WRITE, _EPOLLOUT),
                    (EVENT_PRIORITY, lib.EPOLLPRI),
@@ -202,7 +209,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             size = len(buf)
             if limit and limit < size:
                 size = limit    # the kernel keeps the rest, rotating
-            n = _epoll_wait(epfd, buf, size, ms)
+            n = _epoll_wait_ns(epfd, buf, size, ms, _timeout_ns(timeout, ms))
             if n < 0:
                 n = self._wait_again(epfd, buf, size, ms, deadline)
             ready = []
@@ -280,6 +287,7 @@ _POLLIN, _POLLOUT = lib.POLLIN, lib.POLLOUT
 _POLL_NOT_IN, _POLL_NOT_OUT = ~_POLLIN, ~_POLLOUT
 _POLLFD_SIZE = ffi.sizeof("struct pollfd")
 _poll = lib.poll
+_poll_ns = lib.fs_poll_ns
 
 
 _POLLPRI, _POLLRDHUP = lib.POLLPRI, lib.POLLRDHUP     # POLLRDHUP: 0 off Linux
@@ -424,7 +432,7 @@ class PollCore(DispatchMixin):
         except IndexError:      # first wait, or another thread is waiting
             buf = ffi.new("struct pollfd[]", len(fds))
         ffi.memmove(buf, fds, nfds * _POLLFD_SIZE)
-        n = _poll(buf, nfds, ms)
+        n = _poll_ns(buf, nfds, ms, _timeout_ns(timeout, ms))
         if n < 0:
             buf, nfds, n = self._wait_again(buf, ms, deadline)
         ready = []
