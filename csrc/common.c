@@ -1,5 +1,6 @@
 /* Argument and timeout helpers shared by the cores. */
 #include "fastselectors.h"
+#include "pythread.h"
 
 #include <limits.h>
 #include <math.h>
@@ -286,4 +287,53 @@ fs_maxevents_get(int maxevents)
         Py_RETURN_NONE;
     }
     return PyLong_FromLong(maxevents);
+}
+
+/* (fd, events, key) of a core's register()/modify(). */
+int
+fs_parse_fd_events(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                   int *fd, unsigned int *events)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes exactly 3 arguments (%zd given)",
+                     name, nargs);
+        return -1;
+    }
+    if (fs_fd_converter(args[0], fd) < 0
+            || fs_events_converter(args[1], events) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* dispatch() runs in one thread at a time per core, and never re-enters
+ * from its own callbacks: claim *dthread for this thread, or raise. */
+int
+fs_dispatch_enter(unsigned long *dthread)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    if (*dthread != 0) {
+        PyErr_SetString(PyExc_RuntimeError, *dthread == me
+            ? "dispatch() called from a dispatch() callback of the same "
+              "selector"
+            : "dispatch() is already running in another thread on this "
+              "selector");
+        return -1;
+    }
+    *dthread = me;
+    return 0;
+}
+
+/* select() from a dispatch() callback of the same core is refused. */
+int
+fs_check_not_in_callback(unsigned long dthread, const char *name)
+{
+    if (dthread != 0 && dthread == PyThread_get_thread_ident()) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s() called from a dispatch() callback of the same "
+                     "selector", name);
+        return -1;
+    }
+    return 0;
 }

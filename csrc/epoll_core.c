@@ -227,23 +227,6 @@ ctl(EpollCore *self, int op, int fd, unsigned int events)
     return 0;
 }
 
-static int
-parse_fd_events_key(const char *name, PyObject *const *args,
-                    Py_ssize_t nargs, int *fd, unsigned int *events)
-{
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() takes exactly 3 arguments (%zd given)",
-                     name, nargs);
-        return -1;
-    }
-    if (fs_fd_converter(args[0], fd) < 0
-            || fs_events_converter(args[1], events) < 0) {
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -251,7 +234,7 @@ EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
     unsigned int events;
     fs_entry *entry;
 
-    if (parse_fd_events_key("register", args, nargs, &fd, &events) < 0) {
+    if (fs_parse_fd_events("register", args, nargs, &fd, &events) < 0) {
         return NULL;
     }
     if (self->epfd < 0) {
@@ -280,7 +263,7 @@ EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
     unsigned int events;
     fs_entry *entry;
 
-    if (parse_fd_events_key("modify", args, nargs, &fd, &events) < 0) {
+    if (fs_parse_fd_events("modify", args, nargs, &fd, &events) < 0) {
         return NULL;
     }
     if (self->epfd < 0) {
@@ -486,18 +469,6 @@ wait_events(int epfd, struct epoll_event *events, int maxevents,
     }
 }
 
-static int
-check_not_in_callback(EpollCore *self, const char *name)
-{
-    if (self->dthread != 0 && self->dthread == PyThread_get_thread_ident()) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "%s() called from a dispatch() callback of the same "
-                     "selector", name);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
@@ -514,7 +485,7 @@ EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    if (check_not_in_callback(self, "select") < 0
+    if (fs_check_not_in_callback(self->dthread, "select") < 0
             || fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
@@ -624,7 +595,6 @@ EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
 {
     PyObject *timeout_obj;
     fs_timeout timeout;
-    unsigned long me;
     Py_ssize_t count = 0;
     int rc = 0, requested;
 
@@ -635,19 +605,10 @@ EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    me = PyThread_get_thread_ident();
-    if (self->dthread != 0) {
-        PyErr_SetString(PyExc_RuntimeError, self->dthread == me
-            ? "dispatch() called from a dispatch() callback of the same "
-              "selector"
-            : "dispatch() is already running in another thread on this "
-              "selector");
+    if (fs_timeout_init(&timeout, timeout_obj) < 0
+            || fs_dispatch_enter(&self->dthread) < 0) {
         return NULL;
     }
-    if (fs_timeout_init(&timeout, timeout_obj) < 0) {
-        return NULL;
-    }
-    self->dthread = me;
     /* Events left by a callback that raised come first, without a wait. */
     rc = deliver_pending(self, &count);
     if (rc == 0 && count == 0 && self->epfd >= 0) {

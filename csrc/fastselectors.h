@@ -61,6 +61,10 @@ int fs_fd_converter(PyObject *obj, int *fd);
 int fs_events_converter(PyObject *obj, unsigned int *events);
 int fs_check_no_args(const char *name, PyObject *args, PyObject *kwds);
 int fs_set_supported(PyTypeObject *type, unsigned int supported);
+int fs_parse_fd_events(const char *name, PyObject *const *args,
+                       Py_ssize_t nargs, int *fd, unsigned int *events);
+int fs_dispatch_enter(unsigned long *dthread);
+int fs_check_not_in_callback(unsigned long dthread, const char *name);
 
 /* epoll_core.c, poll_core.c: add the type to the module, store it in the
  * state.  Return 0 on success, -1 with an exception set. */

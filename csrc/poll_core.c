@@ -229,23 +229,6 @@ reserve(PollCore *self)
     return 0;
 }
 
-static int
-parse_fd_events(const char *name, PyObject *const *args, Py_ssize_t nargs,
-                int *fd, unsigned int *events)
-{
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() takes exactly 3 arguments (%zd given)",
-                     name, nargs);
-        return -1;
-    }
-    if (fs_fd_converter(args[0], fd) < 0
-            || fs_events_converter(args[1], events) < 0) {
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 PollCore_register(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -253,7 +236,7 @@ PollCore_register(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
     unsigned int events;
     Py_ssize_t pos;
 
-    if (parse_fd_events("register", args, nargs, &fd, &events) < 0) {
+    if (fs_parse_fd_events("register", args, nargs, &fd, &events) < 0) {
         return NULL;
     }
     if (self->closed) {
@@ -289,7 +272,7 @@ PollCore_modify(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
     unsigned int events;
     Py_ssize_t pos;
 
-    if (parse_fd_events("modify", args, nargs, &fd, &events) < 0) {
+    if (fs_parse_fd_events("modify", args, nargs, &fd, &events) < 0) {
         return NULL;
     }
     if (self->closed) {
@@ -541,10 +524,7 @@ PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->closed) {
         return fs_closed_error();
     }
-    if (self->dthread != 0 && self->dthread == PyThread_get_thread_ident()) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "select() called from a dispatch() callback of the "
-                        "same selector");
+    if (fs_check_not_in_callback(self->dthread, "select") < 0) {
         return NULL;
     }
     return wait_and_collect(self, timeout_obj, maxevents);
@@ -615,7 +595,6 @@ PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
 {
     PyObject *timeout_obj;
     Py_ssize_t count = 0;
-    unsigned long me;
     int rc, maxevents;
 
     if (fs_parse_select_args("dispatch", args, nargs, kwnames, &timeout_obj,
@@ -625,16 +604,9 @@ PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
     if (self->closed) {
         return fs_closed_error();
     }
-    me = PyThread_get_thread_ident();
-    if (self->dthread != 0) {
-        PyErr_SetString(PyExc_RuntimeError, self->dthread == me
-            ? "dispatch() called from a dispatch() callback of the same "
-              "selector"
-            : "dispatch() is already running in another thread on this "
-              "selector");
+    if (fs_dispatch_enter(&self->dthread) < 0) {
         return NULL;
     }
-    self->dthread = me;
     /* Events left by a callback that raised come first, without a wait. */
     rc = deliver_pending(self, &count);
     if (rc == 0 && count == 0 && !self->closed) {
