@@ -438,6 +438,25 @@ epoll_wait_precise(int epfd, struct epoll_event *events, int maxevents,
     return epoll_wait(epfd, events, maxevents, timeout->ms);
 }
 
+/* precise_timeouts() -> bool: does this process wait with epoll_pwait2?
+ * Probes the kernel (a zero wait) if no wait has told yet. */
+static PyObject *
+EpollCore_precise_timeouts(EpollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    if (pwait2_usable) {
+        struct epoll_event ev;
+        struct timespec ts = {0, 0};
+        if (syscall(SYS_epoll_pwait2, self->epfd, &ev, 1, &ts, NULL,
+                    (size_t)0) < 0 && (errno == ENOSYS || errno == EPERM)) {
+            pwait2_usable = 0;
+        }
+    }
+    return PyBool_FromLong(pwait2_usable);
+}
+
 /* The wait without the GIL, retried on EINTR with the remaining time once
  * the signal handlers have run (PEP 475).  Returns the number of events,
  * or -1 with an exception set. */
@@ -723,6 +742,9 @@ static PyMethodDef EpollCore_methods[] = {
      "dispatch(timeout=None, maxevents=None) -> int: wait once, call "
      "key.data(key, events) "
      "for each ready registration."},
+    {"precise_timeouts", (PyCFunction)EpollCore_precise_timeouts,
+     METH_NOARGS, "precise_timeouts() -> True if waits use epoll_pwait2 "
+     "(sub-millisecond timeouts) in this process."},
     {"close", (PyCFunction)EpollCore_close, METH_NOARGS,
      "close(): close the epoll fd and drop every key; idempotent."},
     {"fileno", (PyCFunction)EpollCore_fileno, METH_NOARGS,

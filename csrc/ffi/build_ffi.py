@@ -72,6 +72,7 @@ int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
                int timeout);
 int fs_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents,
                      int ms, long long ns);
+int fs_pwait2_probe(int epfd);
 """
 
 ffibuilder = FFI()
@@ -139,6 +140,19 @@ static int fs_epoll_wait_ns(int epfd, struct epoll_event *events,
         fs_pwait2_usable = 0;
     }
     return epoll_wait(epfd, events, maxevents, ms);
+}
+
+/* 1 if waits use epoll_pwait2 in this process (probing with a zero wait). */
+static int fs_pwait2_probe(int epfd)
+{
+    if (fs_pwait2_usable) {
+        struct epoll_event ev;
+        struct timespec ts = {0, 0};
+        if (syscall(SYS_epoll_pwait2, epfd, &ev, 1, &ts, NULL, (size_t)0) < 0
+                && (errno == ENOSYS || errno == EPERM))
+            fs_pwait2_usable = 0;
+    }
+    return fs_pwait2_usable;
 }
 """
 

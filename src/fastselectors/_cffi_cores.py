@@ -261,6 +261,12 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 raise closed_error()
             return self._epfd
 
+        def precise_timeouts(self):
+            """True if waits use epoll_pwait2 (sub-ms) in this process."""
+            if self._epfd < 0:
+                raise closed_error()
+            return bool(lib.fs_pwait2_probe(self._epfd))
+
         def close(self):
             # Mark closed before closing, so a second call (or __del__)
             # cannot close an fd number the process has reused since.
