@@ -330,6 +330,7 @@ build_result(EpollCore *self, struct epoll_event *events, int n)
     }
     for (i = 0; i < n; i++) {
         int fd = events[i].data.fd;
+        unsigned int mask;
         fs_entry *entry;
         PyObject *key, *ready, *pair;
 
@@ -342,8 +343,12 @@ build_result(EpollCore *self, struct epoll_event *events, int n)
         if (key == NULL) {
             continue;
         }
-        ready = self->ready[from_epoll_mask(events[i].events)
-                            & entry->events & FS_READINESS];
+        mask = from_epoll_mask(events[i].events) & entry->events
+               & FS_READINESS;
+        if (mask == 0) {
+            continue;   /* the interest changed after the kernel spoke */
+        }
+        ready = self->ready[mask];
         Py_INCREF(ready);
         Py_INCREF(key);
         pair = PyTuple_New(2);  /* may run a finalizer: entry is stale now */

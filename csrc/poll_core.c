@@ -363,6 +363,7 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
     }
     for (k = 0; k < nfds && nready > 0; k++) {
         Py_ssize_t i = (start + k) % nfds, pos = i;
+        unsigned int mask;
         PyObject *key, *ready;
 
         if (limit > 0 && taken == limit) {
@@ -393,8 +394,12 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
         if (self->fds[pos].fd < 0) {
             continue;   /* disarmed ONESHOT, reported by an earlier wait */
         }
-        ready = self->ready[from_poll_mask(fds[i].revents)
-                            & self->gevents[pos] & FS_READINESS];
+        mask = from_poll_mask(fds[i].revents) & self->gevents[pos]
+               & FS_READINESS;
+        if (mask == 0) {
+            continue;   /* the interest changed during the wait */
+        }
+        ready = self->ready[mask];
         if (self->gevents[pos] & FS_ONESHOT) {
             self->fds[pos].fd = DISARMED(self->fds[pos].fd);
         }

@@ -150,10 +150,15 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             ev = ffi.new("struct epoll_event *")    # zeroed: data.u64 == 0
             ev.events = _epoll_mask(events)
             ev.data.fd = fd
-            if _epoll_ctl(epfd, _EPOLL_CTL_ADD, fd, ev) < 0:
-                raise _errno_error()                # nothing stored
+            # The key goes in *before* the call, out again if it fails: the
+            # call releases the GIL, and a thread waiting on this selector
+            # may get the fd's first event at once -- with EDGE or ONESHOT
+            # the only one it will get -- and must find the key.
             keys = self._keys
             keys[fd] = key
+            if _epoll_ctl(epfd, _EPOLL_CTL_ADD, fd, ev) < 0:
+                del keys[fd]
+                raise _errno_error()                # nothing stored
             if len(keys) > self._size:
                 self._size *= 2
                 # Buffers still out in a select() are dropped on return.
@@ -163,7 +168,10 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
-            old = self._keys[fd].events
+            keys = self._keys
+            old_key = keys[fd]
+            old = old_key.events
+            keys[fd] = key      # before the call: see register()
             if events != old or events & ONESHOT:   # ONESHOT: re-arm
                 ev = ffi.new("struct epoll_event *")
                 ev.events = _epoll_mask(events)
@@ -177,8 +185,8 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 else:
                     op = _EPOLL_CTL_MOD
                 if _epoll_ctl(epfd, op, fd, ev) < 0:
+                    keys[fd] = old_key
                     raise _errno_error()
-            self._keys[fd] = key
 
         def unregister(self, fd):
             # Hold the key until we return: dropping its last reference
@@ -231,7 +239,9 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                     events |= EVENT_PRIORITY
                 if revents & _EPOLLRDHUP:
                     events |= EVENT_RDHUP
-                ready.append((key, events & key.events & READINESS))
+                events &= key.events & READINESS
+                if events:  # 0: the interest changed after the kernel spoke
+                    ready.append((key, events))
             if len(buf) >= self._size:
                 self._free.append(buf)
             return ready
@@ -463,7 +473,9 @@ class PollCore(DispatchMixin):
                             events |= EVENT_PRIORITY
                         if revents & _POLLRDHUP:
                             events |= EVENT_RDHUP
-                        ready.append((key, events & key.events & READINESS))
+                        events &= key.events & READINESS
+                        if events:  # 0: interest changed since the copy
+                            ready.append((key, events))
                     n -= 1
                     if not n:
                         break

@@ -56,19 +56,33 @@ class _PollLikeCore(DispatchMixin):
                 mask |= kernel
         return mask
 
+    # The key is stored *before* the kernel call, and put back if it fails:
+    # the call releases the GIL, and a thread waiting on this selector may
+    # get the fd's first event at once -- with EDGE or ONESHOT the only one
+    # it will ever get -- and must find the new key, not none or the old.
+
     def register(self, fd, events, key):
         if self._poller is None:
             raise closed_error()
-        self._poller.register(fd, self._mask(events))
         self._keys[fd] = key
+        try:
+            self._poller.register(fd, self._mask(events))
+        except BaseException:
+            del self._keys[fd]
+            raise
 
     def modify(self, fd, events, key):
         if self._poller is None:
             raise closed_error()
-        old = self._keys[fd].events
-        if events != old or events & ONESHOT:      # ONESHOT: re-arm
-            self._kernel_modify(fd, old, events)
-        self._keys[fd] = key
+        keys = self._keys
+        old_key = keys[fd]
+        keys[fd] = key
+        if events != old_key.events or events & ONESHOT:   # ONESHOT: re-arm
+            try:
+                self._kernel_modify(fd, old_key.events, events)
+            except BaseException:
+                keys[fd] = old_key
+                raise
 
     def _kernel_modify(self, fd, old, events):
         self._poller.modify(fd, self._mask(events))
@@ -103,7 +117,9 @@ class _PollLikeCore(DispatchMixin):
                 events |= EVENT_PRIORITY
             if event & rdhup:
                 events |= EVENT_RDHUP
-            ready.append((key, events & key.events & READINESS))
+            events &= key.events & READINESS
+            if events:      # 0: the interest changed after the kernel spoke
+                ready.append((key, events))
         return ready
 
     def close(self):
@@ -118,12 +134,13 @@ class _PollLikeCore(DispatchMixin):
 if hasattr(select, "epoll"):
     class EpollCore(_PollLikeCore):
         _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
-        _PRI, _RDHUP = select.EPOLLPRI, select.EPOLLRDHUP
-        # EPOLLEXCLUSIVE is in the select module since Python 3.6 on
-        # Linux; the kernel value (1 << 28) is fixed by the ABI.
+        # PyPy's select module lacks EPOLLRDHUP and EPOLLEXCLUSIVE: the
+        # kernel ABI's values (include/uapi/linux/eventpoll.h) stand in.
+        _PRI = select.EPOLLPRI
+        _RDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
         _BITS = ((EVENT_READ, select.EPOLLIN), (EVENT_WRITE, select.EPOLLOUT),
                  (EVENT_PRIORITY, select.EPOLLPRI),
-                 (EVENT_RDHUP, select.EPOLLRDHUP),
+                 (EVENT_RDHUP, _RDHUP),
                  (EDGE, select.EPOLLET), (ONESHOT, select.EPOLLONESHOT),
                  (EXCLUSIVE, getattr(select, "EPOLLEXCLUSIVE", 1 << 28)))
         SUPPORTED = READINESS | EDGE | ONESHOT | EXCLUSIVE
@@ -166,7 +183,9 @@ class PollCore(_PollLikeCore):
 
     _IN, _OUT = select.POLLIN, select.POLLOUT
     _PRI = select.POLLPRI
-    _RDHUP = getattr(select, "POLLRDHUP", 0)    # Linux only
+    # Linux only; PyPy's select module lacks it: the kernel ABI's value.
+    _RDHUP = getattr(select, "POLLRDHUP",
+                     0x2000 if sys.platform.startswith("linux") else 0)
     _BITS = ((EVENT_READ, select.POLLIN), (EVENT_WRITE, select.POLLOUT),
              (EVENT_PRIORITY, select.POLLPRI), (EVENT_RDHUP, _RDHUP))
     SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
@@ -287,7 +306,9 @@ class SelectCore(DispatchMixin):
                 events |= EVENT_WRITE
             if fd in x:
                 events |= EVENT_PRIORITY
-            ready.append((key, events & key.events))
+            events &= key.events
+            if events:      # 0: the interest changed during the wait
+                ready.append((key, events))
         ready = self._take(ready, limit)
         for key, _ in ready:
             if key.events & ONESHOT:

@@ -98,12 +98,22 @@ class CoreSelector(BaseSelector):
         fd = self._fileobj_lookup(fileobj)
         if self._map is None:
             raise closed_error()
-        if fd in self._fd_to_key:
+        key = _new_key(SelectorKey, (fileobj, fd, events, data))
+        # The map is updated *before* the core: the kernel call may release
+        # the GIL, and a thread waiting on this selector may then run the
+        # fd's callback, which may modify or unregister it; an update made
+        # after the call would undo that.  setdefault() claims the fd
+        # atomically against another thread registering it too.
+        fd_to_key = self._fd_to_key
+        if fd_to_key.setdefault(fd, key) is not key:
             raise KeyError("{!r} (FD {}) is already registered"
                            .format(fileobj, fd))
-        key = _new_key(SelectorKey, (fileobj, fd, events, data))
-        self._core.register(fd, events, key)
-        self._fd_to_key[fd] = key
+        try:
+            self._core.register(fd, events, key)
+        except BaseException:
+            if fd_to_key.get(fd) is key:
+                del fd_to_key[fd]
+            raise
         return key
 
     def unregister(self, fileobj):
@@ -148,17 +158,19 @@ class CoreSelector(BaseSelector):
         # A ONESHOT registration is re-armed by any modify(), even one that
         # changes nothing: that is how its users say "report it again".
         if events_changed or data != key.data or events & ONESHOT:
-            new_key = _new_key(SelectorKey,
-                               (key.fileobj, key.fd, events, data))
+            fd = key.fd
+            key = _new_key(SelectorKey, (key.fileobj, fd, events, data))
+            fd_to_key = self._fd_to_key
+            fd_to_key[fd] = key     # before the core: see register()
             try:
-                self._core.modify(key.fd, events, new_key)
+                self._core.modify(fd, events, key)
             except BaseException:
                 # The stdlib forgets a registration whose modify failed in
                 # the kernel; do the same, and keep the core consistent.
-                del self._fd_to_key[key.fd]
-                self._core.unregister(key.fd)
+                if fd_to_key.get(fd) is key:
+                    del fd_to_key[fd]
+                self._core.unregister(fd)
                 raise
-            self._fd_to_key[key.fd] = key = new_key
         return key
 
     def rearm(self, fileobj):
