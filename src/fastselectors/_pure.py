@@ -212,7 +212,9 @@ class PollCore(_PollLikeCore):
             raise closed_error()
         ms = _poll_timeout_ms(timeout)
         fd_event_list = self._poller.poll(None if ms < 0 else ms)
-        ready = self._take(self._results(fd_event_list), limit)
+        ready = self._results(fd_event_list)
+        if limit:
+            ready = self._take(ready, limit)
         for key, _ in ready:
             if key.events & ONESHOT:
                 self._poller.unregister(key.fd)
@@ -245,6 +247,7 @@ class SelectCore(DispatchMixin):
         self._readers = set()
         self._writers = set()
         self._urgent = set()
+        self._oneshot = set()   # the ONESHOT registrations, armed or not
         self._closed = False
 
     def register(self, fd, events, key):
@@ -256,7 +259,8 @@ class SelectCore(DispatchMixin):
     def _set_interest(self, fd, events):
         for fds, bit in ((self._readers, EVENT_READ),
                          (self._writers, EVENT_WRITE),
-                         (self._urgent, EVENT_PRIORITY)):
+                         (self._urgent, EVENT_PRIORITY),
+                         (self._oneshot, ONESHOT)):
             if events & bit:
                 fds.add(fd)
             else:
@@ -292,27 +296,29 @@ class SelectCore(DispatchMixin):
                               timeout)
         r = set(r)
         w = set(w)
-        x = set(x)
+        x = set(x) if x else ()     # urgent data is rare: skip the work
         ready = []
+        append = ready.append
         keys = self._keys
-        for fd in r | w | x:
+        for fd in (r | w | x) if x else (r | w):
             key = keys.get(fd)
             if key is None:
                 continue
-            events = 0
-            if fd in r:
-                events |= EVENT_READ
+            events = EVENT_READ if fd in r else 0
             if fd in w:
                 events |= EVENT_WRITE
-            if fd in x:
+            if x and fd in x:
                 events |= EVENT_PRIORITY
             events &= key.events
             if events:      # 0: the interest changed during the wait
-                ready.append((key, events))
-        ready = self._take(ready, limit)
-        for key, _ in ready:
-            if key.events & ONESHOT:
-                self._set_interest(key.fd, 0)   # disarmed until modify()
+                append((key, events))
+        if limit:
+            ready = self._take(ready, limit)
+        if self._oneshot:
+            for key, _ in ready:
+                if key.events & ONESHOT:
+                    # Disarmed until modify(); still a ONESHOT registration.
+                    self._set_interest(key.fd, ONESHOT)
         return ready
 
     def close(self):
@@ -321,3 +327,4 @@ class SelectCore(DispatchMixin):
         self._readers.clear()
         self._writers.clear()
         self._urgent.clear()
+        self._oneshot.clear()
