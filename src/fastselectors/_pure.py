@@ -177,49 +177,52 @@ if hasattr(select, "epoll"):
             return self._poller.fileno()
 
 
-class PollCore(_PollLikeCore):
-    """select.poll underneath; ONESHOT emulated exactly: an fd reported
-    once is taken out of the poll set until modify() re-arms it."""
+if hasattr(select, "poll"):       # not on Windows
+    class PollCore(_PollLikeCore):
+        """select.poll underneath; ONESHOT emulated exactly: an fd reported
+        once is taken out of the poll set until modify() re-arms it."""
 
-    _IN, _OUT = select.POLLIN, select.POLLOUT
-    _PRI = select.POLLPRI
-    # Linux only; PyPy's select module lacks it: the kernel ABI's value.
-    _RDHUP = getattr(select, "POLLRDHUP",
-                     0x2000 if sys.platform.startswith("linux") else 0)
-    _BITS = ((EVENT_READ, select.POLLIN), (EVENT_WRITE, select.POLLOUT),
-             (EVENT_PRIORITY, select.POLLPRI), (EVENT_RDHUP, _RDHUP))
-    SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
-                 | (EVENT_RDHUP if _RDHUP else 0))
+        _IN, _OUT = select.POLLIN, select.POLLOUT
+        _PRI = select.POLLPRI
+        # Linux only; PyPy's select module lacks it: the kernel ABI's value.
+        _RDHUP = getattr(select, "POLLRDHUP",
+                         0x2000 if sys.platform.startswith("linux") else 0)
+        _BITS = ((EVENT_READ, select.POLLIN), (EVENT_WRITE, select.POLLOUT),
+                 (EVENT_PRIORITY, select.POLLPRI), (EVENT_RDHUP, _RDHUP))
+        SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+                     | (EVENT_RDHUP if _RDHUP else 0))
 
-    def __init__(self):
-        super().__init__()
-        self._disarmed = set()
+        def __init__(self):
+            super().__init__()
+            self._disarmed = set()
 
-    @staticmethod
-    def _new_poller():
-        return select.poll()
+        @staticmethod
+        def _new_poller():
+            return select.poll()
 
-    def _kernel_modify(self, fd, old, events):
-        self._disarmed.discard(fd)
-        self._poller.register(fd, self._mask(events))   # poll: add or change
+        def _kernel_modify(self, fd, old, events):
+            self._disarmed.discard(fd)
+            # select.poll.register adds or changes: it re-arms too.
+            self._poller.register(fd, self._mask(events))
 
-    def unregister(self, fd):
-        self._disarmed.discard(fd)
-        super().unregister(fd)
+        def unregister(self, fd):
+            self._disarmed.discard(fd)
+            super().unregister(fd)
 
-    def _select(self, timeout=None, limit=None):
-        if self._poller is None:
-            raise closed_error()
-        ms = _poll_timeout_ms(timeout)
-        fd_event_list = self._poller.poll(None if ms < 0 else ms)
-        ready = self._results(fd_event_list)
-        if limit:
-            ready = self._take(ready, limit)
-        for key, _ in ready:
-            if key.events & ONESHOT:
-                self._poller.unregister(key.fd)
-                self._disarmed.add(key.fd)
-        return ready
+        def _select(self, timeout=None, limit=None):
+            if self._poller is None:
+                raise closed_error()
+            ms = _poll_timeout_ms(timeout)
+            fd_event_list = self._poller.poll(None if ms < 0 else ms)
+            ready = self._results(fd_event_list)
+            if limit:
+                ready = self._take(ready, limit)
+            for key, _ in ready:
+                if key.events & ONESHOT:
+                    self._poller.unregister(key.fd)
+                    self._disarmed.add(key.fd)
+            return ready
+
 
 # CPython converts select()'s timeout to int64 nanoseconds.
 _SELECT_TIMEOUT_LIMIT = 2 ** 63 / 1e9
