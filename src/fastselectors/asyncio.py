@@ -1,0 +1,146 @@
+"""asyncio on a fastselectors selector, used the way uvloop is used.
+
+    import fastselectors.asyncio
+
+    fastselectors.asyncio.run(main())                # like asyncio.run()
+    loop = fastselectors.asyncio.new_event_loop()    # a SelectorEventLoop
+
+    # or, for code that calls asyncio.run() / asyncio.new_event_loop():
+    fastselectors.asyncio.install()
+
+The loop is the stdlib's own :class:`asyncio.SelectorEventLoop`; only its
+selector is replaced by ``fastselectors.DefaultSelector()`` (epoll on
+Linux), so every asyncio API (streams, ``sock_*``, subprocesses, signal
+handlers, ``add_reader``/``add_writer``) behaves as on the stock loop.
+
+This module is named ``asyncio`` but lives inside the ``fastselectors``
+package; ``import asyncio`` below is an absolute import (Python 3) and so
+gets the standard library's asyncio, never this module.
+
+Event loop *policies* are deprecated from Python 3.14 on
+(``asyncio.set_event_loop_policy``, ``asyncio.DefaultEventLoopPolicy`` and
+friends emit ``DeprecationWarning`` there and are due for removal in 3.16).
+Prefer :func:`run` or ``asyncio.run(main(), loop_factory=new_event_loop)``
+(3.12+) / ``asyncio.Runner(loop_factory=new_event_loop)`` (3.11+).
+:func:`install` and :class:`EventLoopPolicy` are kept for code that needs a
+policy; on 3.9 to 3.13 they emit no warnings, on 3.14+ :func:`install`
+emits the stdlib's own ``DeprecationWarning`` from
+``asyncio.set_event_loop_policy``.
+"""
+
+import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
+
+from . import DefaultSelector as _DefaultSelector
+
+__all__ = ["new_event_loop", "EventLoopPolicy", "install", "run"]
+
+
+def new_event_loop():
+    """A new :class:`asyncio.SelectorEventLoop` over
+    ``fastselectors.DefaultSelector()``."""
+    return _asyncio.SelectorEventLoop(_DefaultSelector())
+
+
+def _policy_base():
+    # On Windows asyncio's default policy makes proactor loops; the selector
+    # policy is the one whose loops we can mirror.  From 3.14 on, reading the
+    # policy classes off the asyncio module warns: that deprecation is the
+    # user's to see when they *use* a policy (install()), not at import.
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", DeprecationWarning)
+        if _sys.platform == "win32":
+            return _asyncio.WindowsSelectorEventLoopPolicy
+        return _asyncio.DefaultEventLoopPolicy
+
+
+class EventLoopPolicy(_policy_base()):
+    """An asyncio event loop policy whose loops use fastselectors.
+
+    Deprecated along with all asyncio policies in Python 3.14; prefer
+    :func:`run` or ``loop_factory=new_event_loop``.
+    """
+
+    def new_event_loop(self):
+        return new_event_loop()
+
+    def __repr__(self):
+        return "<fastselectors.asyncio.EventLoopPolicy>"
+
+
+def install():
+    """Make asyncio create fastselectors loops: sets an
+    :class:`EventLoopPolicy` with ``asyncio.set_event_loop_policy``.
+
+    ``asyncio.set_event_loop_policy`` is deprecated in Python 3.14 (it warns
+    there); on earlier versions this emits no warning.  Prefer :func:`run`.
+    """
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None):
+    """Run coroutine *main* on a new fastselectors loop and return its
+    result, like :func:`asyncio.run`: leftover tasks are cancelled,
+    async generators and the default executor are shut down and the loop is
+    closed at the end.  Cannot be called from a running event loop."""
+    # Checked before the Runner exists, as asyncio.run() does: Runner's
+    # __enter__ already makes the loop, and its close() could not run that
+    # loop from inside a running one.
+    _refuse_running_loop()
+    if hasattr(_asyncio, "Runner"):                     # 3.11+
+        with _asyncio.Runner(debug=debug,
+                             loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return _run_fallback(main, debug)
+
+
+def _run_fallback(main, debug):
+    """asyncio.run() of Python 3.9/3.10, on our loop."""
+    _refuse_running_loop()
+    if not _asyncio.iscoroutine(main):
+        raise ValueError("a coroutine was expected, got {!r}".format(main))
+    loop = new_event_loop()
+    try:
+        _asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            shutdown_executor = getattr(loop, "shutdown_default_executor",
+                                        None)
+            if shutdown_executor is not None:                   # 3.9+
+                loop.run_until_complete(shutdown_executor())
+        finally:
+            _asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _refuse_running_loop():
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError(
+            "fastselectors.asyncio.run() cannot be called from a running "
+            "event loop")
+
+
+def _cancel_all_tasks(loop):
+    to_cancel = _asyncio.all_tasks(loop)
+    if not to_cancel:
+        return
+    for task in to_cancel:
+        task.cancel()
+    loop.run_until_complete(
+        _asyncio.gather(*to_cancel, return_exceptions=True))
+    for task in to_cancel:
+        if task.cancelled():
+            continue
+        if task.exception() is not None:
+            loop.call_exception_handler({
+                "message": "unhandled exception during "
+                           "fastselectors.asyncio.run() shutdown",
+                "exception": task.exception(),
+                "task": task,
+            })
