@@ -215,6 +215,14 @@ fs_fd_converter(PyObject *obj, int *fd)
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030D0000
+    /* Python 3.13's select.epoll/select.poll warn here: so do we. */
+    if (PyBool_Check(obj)
+            && PyErr_WarnEx(PyExc_RuntimeWarning,
+                            "bool is used as a file descriptor", 1) < 0) {
+        return -1;
+    }
+#endif
     value = PyLong_AsLong(obj);
     if (value == -1 && PyErr_Occurred()) {
         return -1;

@@ -34,6 +34,8 @@ run, and the code below keeps each wait's buffer to itself for that reason
 
 import math
 import os
+import sys
+import warnings
 from errno import EINTR, EINVAL
 from selectors import EVENT_READ, EVENT_WRITE
 from time import monotonic
@@ -66,7 +68,14 @@ def _timeout_ns(timeout, ms):
     return min(math.ceil(timeout * 1e9), ms * 1000000) if ms > 0 else 0
 
 
+_BOOL_FD_WARNS = sys.version_info >= (3, 13)
+
+
 def _check_fd(fd):
+    # Python 3.13's select.epoll/select.poll warn about a bool fd: so do we.
+    if _BOOL_FD_WARNS and type(fd) is bool:
+        warnings.warn("bool is used as a file descriptor", RuntimeWarning,
+                      stacklevel=4)
     # cffi would raise OverflowError too, when converting; check first, so
     # nothing is touched, and with the stdlib's message.
     if fd > _INT_MAX:
