@@ -695,6 +695,45 @@ EpollCore_close(EpollCore *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* _after_fork(): called in a child process (os.register_at_fork).  The
+ * inherited epfd is the parent's epoll instance: every change the child
+ * made to it would change what the parent sees, and both would steal each
+ * other's events.  So the child gets a fresh instance with the same
+ * registrations (issue #5).  Closing the inherited fd in the child does not
+ * touch the parent's instance.  Only the forking thread exists in the
+ * child: waits and dispatches other threads had under way are gone, so
+ * their claims on the buffers are dropped.  An fd the new instance refuses
+ * (closed meanwhile) keeps its key, as a closed fd does in the parent. */
+static PyObject *
+EpollCore_after_fork(EpollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t fd;
+    int epfd;
+
+    self->buf_busy = 0;
+    self->dthread = 0;
+    self->dpos = self->dn = 0;
+    if (self->epfd < 0) {
+        Py_RETURN_NONE;
+    }
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    close(self->epfd);
+    self->epfd = epfd;
+    for (fd = 0; fd < self->table_size; fd++) {
+        if (self->table[fd].key != NULL) {
+            struct epoll_event ev;
+            memset(&ev, 0, sizeof(ev));
+            ev.events = to_epoll_mask(self->table[fd].events);
+            ev.data.fd = (int)fd;
+            (void)epoll_ctl(epfd, EPOLL_CTL_ADD, (int)fd, &ev);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 EpollCore_fileno(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
@@ -747,6 +786,9 @@ static PyMethodDef EpollCore_methods[] = {
      "dispatch(timeout=None, maxevents=None) -> int: wait once, call "
      "key.data(key, events) "
      "for each ready registration."},
+    {"_after_fork", (PyCFunction)EpollCore_after_fork, METH_NOARGS,
+     "_after_fork(): in a child process, a fresh epoll instance with the "
+     "same registrations."},
     {"precise_timeouts", (PyCFunction)EpollCore_precise_timeouts,
      METH_NOARGS, "precise_timeouts() -> True if waits use epoll_pwait2 "
      "(sub-millisecond timeouts) in this process."},

@@ -646,6 +646,16 @@ PollCore_close(PollCore *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* _after_fork(): poll has no kernel object to share with the parent; only
+ * the claims of threads that do not exist in the child are dropped. */
+static PyObject *
+PollCore_after_fork(PollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    self->wait_busy = 0;
+    self->dthread = 0;
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 PollCore_get_closed(PollCore *self, void *Py_UNUSED(closure))
 {
@@ -688,6 +698,8 @@ static PyMethodDef PollCore_methods[] = {
      METH_FASTCALL | METH_KEYWORDS,
      "dispatch(timeout=None) -> int: wait once, call key.data(key, events) "
      "for each ready registration."},
+    {"_after_fork", (PyCFunction)PollCore_after_fork, METH_NOARGS,
+     "_after_fork(): reset per-thread state in a child process."},
     {"close", (PyCFunction)PollCore_close, METH_NOARGS,
      "close(): drop every key; idempotent."},
     {"registered", (PyCFunction)PollCore_len, METH_NOARGS,

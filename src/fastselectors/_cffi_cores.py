@@ -280,6 +280,26 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 raise closed_error()
             return self._epfd
 
+        def _after_fork(self):
+            # A fresh epoll instance with the same registrations: the
+            # inherited one is the parent's (see csrc/epoll_core.c).
+            super()._after_fork()
+            old = self._epfd
+            if old < 0:
+                return
+            epfd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
+            if epfd < 0:
+                raise _errno_error()
+            self._epfd = epfd
+            os.close(old)
+            ev = ffi.new("struct epoll_event *")
+            for fd, key in self._keys.items():
+                ev.events = _epoll_mask(key.events)
+                ev.data.fd = fd
+                # A refusal: closed meanwhile, as a closed fd in the parent.
+                _epoll_ctl(epfd, _EPOLL_CTL_ADD, fd, ev)
+            self._free = [ffi.new("struct epoll_event[]", self._size)]
+
         def precise_timeouts(self):
             """True if waits use epoll_pwait2 (sub-ms) in this process."""
             if self._epfd < 0:

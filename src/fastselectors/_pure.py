@@ -176,6 +176,20 @@ if hasattr(select, "epoll"):
                 raise closed_error()
             return self._poller.fileno()
 
+        def _after_fork(self):
+            # A fresh epoll instance with the same registrations: the
+            # inherited one is the parent's (see csrc/epoll_core.c).
+            super()._after_fork()
+            if self._poller is None:
+                return
+            old, self._poller = self._poller, select.epoll()
+            old.close()
+            for fd, key in self._keys.items():
+                try:
+                    self._poller.register(fd, self._mask(key.events))
+                except OSError:
+                    pass    # closed meanwhile: as a closed fd in the parent
+
 
 if hasattr(select, "poll"):       # not on Windows
     class PollCore(_PollLikeCore):
@@ -208,6 +222,18 @@ if hasattr(select, "poll"):       # not on Windows
         def unregister(self, fd):
             self._disarmed.discard(fd)
             super().unregister(fd)
+
+        def _after_fork(self):
+            # select.poll refuses a second concurrent poll(): one that
+            # another thread had under way at the fork would block this
+            # object forever in the child.  A new one, same registrations.
+            super()._after_fork()
+            if self._poller is None:
+                return
+            self._poller = select.poll()
+            for fd, key in self._keys.items():
+                if fd not in self._disarmed:
+                    self._poller.register(fd, self._mask(key.events))
 
         def _select(self, timeout=None, limit=None):
             if self._poller is None:

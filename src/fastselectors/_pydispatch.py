@@ -25,6 +25,12 @@ class DispatchMixin:
     _maxevents = None           # default batch size; None: every ready fd
     _rotor = 0                  # where the next limited batch starts
 
+    def _after_fork(self):
+        """In a child process: only the forking thread exists there, so a
+        dispatch() that another thread had under way is gone.  Cores with a
+        kernel object shared with the parent extend this."""
+        self._dispatch_thread = None
+
     @property
     def maxevents(self):
         return self._maxevents

@@ -25,10 +25,32 @@ close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
 Python frame runs between the caller and ``epoll_wait`` (issue #3).
 """
 
+import os
+import weakref
 from selectors import BaseSelector, SelectorKey
 
 from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
                     check_supported, closed_error, fileobj_to_fd)
+
+# Every open selector, for the fork handler below.
+_live = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    """A child process must not share its selectors' epoll instances with
+    the parent (a change in one would change the other, and both would
+    steal each other's events): each core rebuilds itself (issue #5)."""
+    for selector in list(_live):
+        core = selector._core
+        if core is not None:
+            try:
+                core._after_fork()
+            except OSError:     # EMFILE: no fd left for a new instance
+                selector.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # SelectorKey(...) and key._replace(...) run namedtuple's Python-level
 # constructors (250 and 740 ns here); tuple.__new__ builds the very same
@@ -59,6 +81,7 @@ class CoreSelector(BaseSelector):
         """
         self._core = self._core_cls()
         self._core.maxevents = maxevents
+        _live.add(self)
         self._fd_to_key = {}
         self._map = SelectorMapping(self)
         # Bind the core's select() and dispatch() on the instance, skipping
