@@ -1,0 +1,85 @@
+"""Signals during a wait (PEP 475, issue #5).
+
+A signal whose handler returns does not end the wait early: the wait is
+retried with the time that remains, so select(timeout) still waits at least
+the timeout.  A handler that raises ends the wait at once and its exception
+propagates out of select()/dispatch(); the selector keeps working after.
+"""
+
+import signal
+import socket
+import time
+
+import pytest
+
+from fastselectors import EVENT_READ
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "setitimer"),
+    reason="needs signal.setitimer (POSIX) to interrupt a wait")
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture
+def alarm():
+    """alarm(interval, handler): SIGALRM every `interval` seconds."""
+    previous = signal.getsignal(signal.SIGALRM)
+
+    def start(interval, handler):
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, interval, interval)
+
+    yield start
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def idle(selector):
+    a, b = socket.socketpair()
+    selector.register(a, EVENT_READ, lambda key, events: None)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("method", ["select", "dispatch"])
+def test_handled_signals_do_not_shorten_the_wait(selector, idle, alarm,
+                                                 method):
+    calls = []
+    alarm(0.01, lambda signum, frame: calls.append(signum))
+    start = time.monotonic()
+    result = getattr(selector, method)(0.15)
+    elapsed = time.monotonic() - start
+    assert result in ([], 0)
+    assert len(calls) >= 3              # the wait really was interrupted
+    assert elapsed >= 0.15              # and retried with what remained
+
+
+@pytest.mark.parametrize("method", ["select", "dispatch"])
+def test_handler_exception_propagates_at_once(selector, idle, alarm,
+                                              method):
+    def handler(signum, frame):
+        raise Interrupted()
+
+    alarm(0.02, handler)
+    with pytest.raises(Interrupted):
+        getattr(selector, method)(None)     # would block forever
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    a, b = idle
+    b.send(b"x")
+    if method == "select":
+        assert [key.fileobj for key, _ in selector.select(0)] == [a]
+    else:
+        assert selector.dispatch(0) == 1
+
+
+def test_signal_does_not_lose_a_ready_event(selector, idle, alarm):
+    a, b = idle
+    alarm(0.005, lambda signum, frame: None)
+    b.send(b"x")
+    for _ in range(20):
+        assert [key.fileobj for key, _ in selector.select(1)] == [a]
