@@ -13,7 +13,7 @@ import selectors as _stdlib
 import warnings
 
 from . import _pure
-from ._selectors import CoreSelector, KernelFdSelector, make_selector
+from ._selectors import KernelFdSelector, make_selector
 
 TIERS = ("native", "cffi", "pure")
 ENV_VAR = "FASTSELECTORS_BACKEND"

@@ -29,6 +29,35 @@ FLAG_NAMES = {EVENT_READ: "EVENT_READ", EVENT_WRITE: "EVENT_WRITE",
 NOT_WITH_EXCLUSIVE = ONESHOT | EVENT_PRIORITY | EVENT_RDHUP
 
 
+class ReadinessMap(dict):
+    """Kernel revents -> our readiness bits, the one copy of the rule the
+    Python tiers apply to every event: anything but IN (OUT, HUP, ERR,
+    NVAL) wakes write interest, anything but OUT wakes read interest (the
+    stdlib's rule); PRI and RDHUP are also reported as themselves.  Filled
+    on first sight of each distinct revents value, so the hot loops pay one
+    dict lookup per event instead of four tests."""
+
+    __slots__ = ("_in", "_out", "_pri", "_rdhup")
+
+    def __init__(self, in_bit, out_bit, pri_bit, rdhup_bit):
+        super().__init__()
+        self._in, self._out = in_bit, out_bit
+        self._pri, self._rdhup = pri_bit, rdhup_bit
+
+    def __missing__(self, revents):
+        events = 0
+        if revents & ~self._in:
+            events |= EVENT_WRITE
+        if revents & ~self._out:
+            events |= EVENT_READ
+        if revents & self._pri:
+            events |= EVENT_PRIORITY
+        if revents & self._rdhup:
+            events |= EVENT_RDHUP
+        self[revents] = events
+        return events
+
+
 def flag_names(mask):
     """'EDGE|ONESHOT' for a mask of known flags."""
     return "|".join(name for bit, name in sorted(FLAG_NAMES.items())

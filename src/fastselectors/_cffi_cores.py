@@ -41,7 +41,7 @@ from selectors import EVENT_READ, EVENT_WRITE
 from time import monotonic
 
 from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
-                    READINESS, closed_error)
+                    READINESS, ReadinessMap, closed_error)
 from ._cffi_epoll import ffi, lib
 from ._pydispatch import DispatchMixin
 
@@ -98,7 +98,6 @@ def _remaining_ms(deadline):
 if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
 
     _EPOLLIN, _EPOLLOUT = lib.EPOLLIN, lib.EPOLLOUT
-    _EPOLL_NOT_IN, _EPOLL_NOT_OUT = ~_EPOLLIN, ~_EPOLLOUT
     _EPOLL_CTL_ADD = lib.EPOLL_CTL_ADD
     _EPOLL_CTL_MOD = lib.EPOLL_CTL_MOD
     _EPOLL_CTL_DEL = lib.EPOLL_CTL_DEL
@@ -111,7 +110,8 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                    (EVENT_RDHUP, lib.EPOLLRDHUP), (EDGE, lib.EPOLLET),
                    (ONESHOT, lib.EPOLLONESHOT),
                    (EXCLUSIVE, lib.EPOLLEXCLUSIVE))
-    _EPOLLPRI, _EPOLLRDHUP = lib.EPOLLPRI, lib.EPOLLRDHUP
+    _EPOLL_TO_READY = ReadinessMap(_EPOLLIN, _EPOLLOUT, lib.EPOLLPRI,
+                                   lib.EPOLLRDHUP)
 
     def _epoll_mask(events):
         mask = 0
@@ -236,19 +236,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 key = keys.get(ev.data.fd)
                 if key is None:     # unregistered meanwhile, or a ghost
                     continue
-                revents = ev.events
-                events = 0
-                # Anything but IN (OUT, HUP, ERR) wakes write interest,
-                # anything but OUT wakes read interest: the stdlib's rule.
-                if revents & _EPOLL_NOT_IN:
-                    events |= EVENT_WRITE
-                if revents & _EPOLL_NOT_OUT:
-                    events |= EVENT_READ
-                if revents & _EPOLLPRI:
-                    events |= EVENT_PRIORITY
-                if revents & _EPOLLRDHUP:
-                    events |= EVENT_RDHUP
-                events &= key.events & READINESS
+                events = _EPOLL_TO_READY[ev.events] & key.events & READINESS
                 if events:  # 0: the interest changed after the kernel spoke
                     ready.append((key, events))
             if len(buf) >= self._size:
@@ -329,7 +317,6 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
 
 
 _POLLIN, _POLLOUT = lib.POLLIN, lib.POLLOUT
-_POLL_NOT_IN, _POLL_NOT_OUT = ~_POLLIN, ~_POLLOUT
 _POLLFD_SIZE = ffi.sizeof("struct pollfd")
 _poll = lib.poll
 _poll_ns = lib.fs_poll_ns
@@ -338,6 +325,7 @@ _poll_ns = lib.fs_poll_ns
 _POLLPRI, _POLLRDHUP = lib.POLLPRI, lib.POLLRDHUP     # POLLRDHUP: 0 off Linux
 _POLL_BITS = ((EVENT_READ, _POLLIN), (EVENT_WRITE, _POLLOUT),
               (EVENT_PRIORITY, _POLLPRI), (EVENT_RDHUP, _POLLRDHUP))
+_POLL_TO_READY = ReadinessMap(_POLLIN, _POLLOUT, _POLLPRI, _POLLRDHUP)
 
 
 def _poll_mask(events):
@@ -490,19 +478,10 @@ class PollCore(DispatchMixin):
                 if revents:
                     key = keys.get(entry.fd)
                     if key is not None:     # None: unregistered meanwhile
-                        events = 0
-                        # POLLNVAL (a closed fd) is neither IN nor OUT, so
-                        # it wakes both interests, like HUP and ERR: the
-                        # stdlib's rule.
-                        if revents & _POLL_NOT_IN:
-                            events |= EVENT_WRITE
-                        if revents & _POLL_NOT_OUT:
-                            events |= EVENT_READ
-                        if revents & _POLLPRI:
-                            events |= EVENT_PRIORITY
-                        if revents & _POLLRDHUP:
-                            events |= EVENT_RDHUP
-                        events &= key.events & READINESS
+                        # POLLNVAL (a closed fd) wakes both interests, like
+                        # HUP and ERR: the stdlib's rule (ReadinessMap).
+                        events = (_POLL_TO_READY[revents] & key.events
+                                  & READINESS)
                         if events:  # 0: interest changed since the copy
                             ready.append((key, events))
                     n -= 1

@@ -11,7 +11,7 @@ import sys
 from selectors import EVENT_READ, EVENT_WRITE
 
 from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
-                    READINESS, closed_error)
+                    READINESS, ReadinessMap, closed_error)
 from ._pydispatch import DispatchMixin
 
 
@@ -102,22 +102,12 @@ class _PollLikeCore(DispatchMixin):
     def _results(self, fd_event_list):
         ready = []
         keys = self._keys
-        not_in, not_out = ~self._IN, ~self._OUT
-        pri, rdhup = self._PRI, self._RDHUP
+        to_ready = self._TO_READY
         for fd, event in fd_event_list:
             key = keys.get(fd)
             if key is None:
                 continue
-            events = 0
-            if event & not_in:
-                events |= EVENT_WRITE
-            if event & not_out:
-                events |= EVENT_READ
-            if event & pri:
-                events |= EVENT_PRIORITY
-            if event & rdhup:
-                events |= EVENT_RDHUP
-            events &= key.events & READINESS
+            events = to_ready[event] & key.events & READINESS
             if events:      # 0: the interest changed after the kernel spoke
                 ready.append((key, events))
         return ready
@@ -143,6 +133,7 @@ if hasattr(select, "epoll"):
                  (EVENT_RDHUP, _RDHUP),
                  (EDGE, select.EPOLLET), (ONESHOT, select.EPOLLONESHOT),
                  (EXCLUSIVE, getattr(select, "EPOLLEXCLUSIVE", 1 << 28)))
+        _TO_READY = ReadinessMap(select.EPOLLIN, select.EPOLLOUT, _PRI, _RDHUP)
         SUPPORTED = READINESS | EDGE | ONESHOT | EXCLUSIVE
 
         @staticmethod
@@ -203,6 +194,7 @@ if hasattr(select, "poll"):       # not on Windows
                          0x2000 if sys.platform.startswith("linux") else 0)
         _BITS = ((EVENT_READ, select.POLLIN), (EVENT_WRITE, select.POLLOUT),
                  (EVENT_PRIORITY, select.POLLPRI), (EVENT_RDHUP, _RDHUP))
+        _TO_READY = ReadinessMap(select.POLLIN, select.POLLOUT, _PRI, _RDHUP)
         SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
                      | (EVENT_RDHUP if _RDHUP else 0))
 
