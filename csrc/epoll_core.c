@@ -19,25 +19,72 @@
  *    re-read for every event, and a select() that finds the shared buffer
  *    in use waits into a private one.
  *
- * Registrations belong to the open file description, not the fd number:
- * the Python layer and issue #5 deal with closed and dup'd fds.
+ * Closed and dup'd fds (issue #5), or: why every event carries a generation.
+ *
+ * An epoll registration does not belong to an fd number.  The kernel keys it
+ * by (open file description, fd number) and drops it only when the *file
+ * description* is closed for the last time.  So:
+ *
+ *  - close(fd) without unregister(), no dup: the kernel drops the
+ *    registration silently.  The key stays in the map (the stdlib does the
+ *    same), never reports again, and unregister() still works: its
+ *    EPOLL_CTL_DEL fails with EBADF (or ENOENT if the number was reused),
+ *    which is expected and ignored.
+ *  - close(fd) while a dup (another fd, a forked child, a socket passed
+ *    over SCM_RIGHTS) keeps the file description alive: the registration
+ *    lives on, and keeps reporting with the old fd number in its data.
+ *    While the key is still registered it reports as that key, like the
+ *    stdlib.  But unregister() cannot remove it any more: EPOLL_CTL_DEL
+ *    takes an fd number, and that number is closed or names another file.
+ *    The stdlib then wakes up forever for an fd it no longer knows (a
+ *    level-triggered registration: the classic 100 % CPU spin), and if the
+ *    number is reused by a new registration, the orphan's events reach the
+ *    *new* key: an event delivered to the wrong connection.
+ *
+ * What this core does about it:
+ *  - every registration gets a generation, and the kernel's event data is
+ *    (generation << 32 | fd).  An event whose generation is not the one in
+ *    the table is an orphan's: it is never delivered, whatever key now has
+ *    that fd number;
+ *  - every EPOLL_CTL_DEL that fails counts a possible orphan.  The first
+ *    stale event seen while one may exist rebuilds the epoll instance: a
+ *    fresh one, with every registration the old one still really holds
+ *    (checked by an EPOLL_CTL_MOD on the old instance, which fails for an
+ *    fd that is closed or now names another file), moved onto the old fd
+ *    number with dup3() so fileno() does not change.  The orphan dies with
+ *    the old instance: one extra wake-up at most, never a spin.  The
+ *    rebuild waits until no other thread is inside epoll_wait() on this
+ *    instance (it would keep waiting on the old one);
+ *  - ONESHOT registrations that fired and were not re-armed are not added
+ *    to the new instance ("parked"): adding them would re-arm them behind
+ *    the back of the thread that owns the event.  modify()/rearm() adds a
+ *    parked fd back.
+ * Trio's epoll backend (trio/_core/_io_epoll.py) has the classic write-up
+ * of the same kernel behaviour; libuv's uv__io_poll deletes unknown fds for
+ * the same reason.  The poll and select cores have no kernel-side state, so
+ * none of this applies to them: a closed fd simply reports POLLNVAL there
+ * until it is unregistered.
  */
 #include "fastselectors.h"
 
 #ifdef __linux__
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "pythread.h"
-#include <unistd.h>
 
 typedef struct {
     PyObject *key;          /* the SelectorKey reported, or NULL: free */
     unsigned int events;    /* its EVENT_READ|EVENT_WRITE interest */
     uint64_t stamp;         /* core->mutations when the entry last changed */
+    uint32_t gen;           /* the registration's generation (see above) */
+    unsigned char armed;    /* ONESHOT: 0 once the kernel reported it */
+    unsigned char parked;   /* not in the kernel set: a disarmed ONESHOT
+                               left out of a rebuilt instance */
 } fs_entry;
 
 typedef struct {
@@ -62,7 +109,18 @@ typedef struct {
     PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1; the
                                    type keeps the module alive */
     int maxevents;              /* default batch size; 0: every ready fd */
+    uint32_t next_gen;          /* generation of the next registration */
+    Py_ssize_t orphans;         /* failed EPOLL_CTL_DELs since the last
+                                   rebuild: kernel registrations we may no
+                                   longer be able to remove */
+    int stale_seen;             /* a wait returned an orphan's event */
+    int nwaiting;               /* threads inside epoll_wait() */
 } EpollCore;
+
+/* The event data of a registration: fd and generation in one u64. */
+#define FS_PACK(fd, gen) (((uint64_t)(gen) << 32) | (uint32_t)(fd))
+#define FS_FD_OF(data) ((int)(uint32_t)(data))
+#define FS_GEN_OF(data) ((uint32_t)((data) >> 32))
 
 /* Old build images (manylinux2014's glibc 2.17 headers) lack the newer
  * flags: the values are the kernel ABI's (include/uapi/linux/eventpoll.h). */
@@ -213,18 +271,38 @@ table_reserve(EpollCore *self, int fd)
     return 0;
 }
 
+/* epoll_ctl(op) of fd for a registration of generation gen; -1 with errno
+ * set on failure (no exception). */
 static int
-ctl(EpollCore *self, int op, int fd, unsigned int events)
+ctl_raw(int epfd, int op, int fd, unsigned int events, uint32_t gen)
 {
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = to_epoll_mask(events);
-    ev.data.fd = fd;
-    if (epoll_ctl(self->epfd, op, fd, &ev) < 0) {
+    ev.data.u64 = FS_PACK(fd, gen);
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+static int
+ctl(EpollCore *self, int op, int fd, unsigned int events, uint32_t gen)
+{
+    if (ctl_raw(self->epfd, op, fd, events, gen) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     return 0;
+}
+
+/* EPOLL_CTL_DEL that may fail: the fd was closed (EBADF), or its number now
+ * names a file that is not in the set (ENOENT).  If a dup kept the old file
+ * description alive, its registration is an orphan now: count it, so that
+ * its first event rebuilds the instance (see the top of this file). */
+static void
+del_fd(EpollCore *self, int fd)
+{
+    if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0) {
+        self->orphans++;
+    }
 }
 
 static PyObject *
@@ -240,7 +318,8 @@ EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    if (table_reserve(self, fd) < 0 || ctl(self, EPOLL_CTL_ADD, fd, events) < 0) {
+    if (table_reserve(self, fd) < 0
+            || ctl(self, EPOLL_CTL_ADD, fd, events, self->next_gen) < 0) {
         return NULL;
     }
     entry = &self->table[fd];
@@ -249,6 +328,11 @@ EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     entry->events = events;
     entry->stamp = ++self->mutations;
+    /* 2**32 registrations later a generation comes back; an orphan would
+     * have to outlive all of them on the same fd number to be mistaken. */
+    entry->gen = self->next_gen++;
+    entry->armed = 1;
+    entry->parked = 0;
     /* A stale key can only be here if the fd was closed (which removed it
      * from the kernel) and its number reused; the new one replaces it. */
     Py_INCREF(args[2]);
@@ -273,23 +357,31 @@ EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_KeyError, "fd %d is not registered", fd);
         return NULL;
     }
-    if (events != self->table[fd].events || (events & FS_ONESHOT)) {
+    entry = &self->table[fd];
+    if (entry->parked) {
+        /* A disarmed ONESHOT left out of a rebuilt instance: add it back. */
+        if (ctl(self, EPOLL_CTL_ADD, fd, events, entry->gen) < 0) {
+            return NULL;
+        }
+        entry->parked = 0;
+    }
+    else if (events != entry->events || (events & FS_ONESHOT)) {
         /* A ONESHOT registration is re-armed by every modify(). */
-        if (self->table[fd].events & FS_EXCLUSIVE) {
+        if (entry->events & FS_EXCLUSIVE) {
             /* The kernel refuses EPOLL_CTL_MOD of an exclusive registration
              * (epoll_ctl(2): EINVAL): delete and add again.  The add
              * re-checks readiness, so no edge is lost. */
             (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
-            if (ctl(self, EPOLL_CTL_ADD, fd, events) < 0) {
+            if (ctl(self, EPOLL_CTL_ADD, fd, events, entry->gen) < 0) {
                 return NULL;
             }
         }
-        else if (ctl(self, EPOLL_CTL_MOD, fd, events) < 0) {
+        else if (ctl(self, EPOLL_CTL_MOD, fd, events, entry->gen) < 0) {
             return NULL;
         }
     }
-    entry = &self->table[fd];
     entry->events = events;
+    entry->armed = 1;
     entry->stamp = ++self->mutations;
     Py_INCREF(args[2]);
     Py_SETREF(entry->key, args[2]);
@@ -310,11 +402,49 @@ EpollCore_unregister(EpollCore *self, PyObject *arg)
     }
     self->nregistered--;
     self->table[fd].stamp = ++self->mutations;
-    /* EBADF or ENOENT: the fd was closed since it was registered, and the
-     * kernel already dropped it.  Nothing else can fail for EPOLL_CTL_DEL. */
-    (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+    if (!self->table[fd].parked) {
+        del_fd(self, fd);
+    }
     Py_CLEAR(self->table[fd].key);
     Py_RETURN_NONE;
+}
+
+/* The live entry an event belongs to, or NULL: the fd was unregistered
+ * after the kernel queued the event (a race, harmless), or the event is an
+ * orphan's (see the top of this file).  Either way it is not delivered. */
+static fs_entry *
+entry_of(EpollCore *self, const struct epoll_event *ev)
+{
+    int fd = FS_FD_OF(ev->data.u64);
+    fs_entry *entry;
+
+    if (fd < 0 || fd >= self->table_size) {
+        return NULL;
+    }
+    entry = &self->table[fd];
+    if (entry->key == NULL || entry->gen != FS_GEN_OF(ev->data.u64)) {
+        return NULL;
+    }
+    return entry;
+}
+
+/* Right after a wait returns, before any Python code can run (callbacks,
+ * finalizers): note what the kernel just did.  It disarmed every ONESHOT
+ * registration it reported; an event that belongs to no live entry sets
+ * stale_seen, so the caller can rebuild if orphans may exist. */
+static void
+note_batch(EpollCore *self, const struct epoll_event *events, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        fs_entry *entry = entry_of(self, &events[i]);
+        if (entry == NULL) {
+            self->stale_seen = 1;
+        }
+        else if (entry->events & FS_ONESHOT) {
+            entry->armed = 0;
+        }
+    }
 }
 
 /* Turn n kernel events into [(key, events), ...]. */
@@ -329,20 +459,14 @@ build_result(EpollCore *self, struct epoll_event *events, int n)
         return NULL;
     }
     for (i = 0; i < n; i++) {
-        int fd = events[i].data.fd;
         unsigned int mask;
-        fs_entry *entry;
+        fs_entry *entry = entry_of(self, &events[i]);
         PyObject *key, *ready, *pair;
 
-        /* Unregistered after the kernel queued the event: skip it. */
-        if (fd < 0 || fd >= self->table_size) {
+        if (entry == NULL) {
             continue;
         }
-        entry = &self->table[fd];
         key = entry->key;
-        if (key == NULL) {
-            continue;
-        }
         mask = from_epoll_mask(events[i].events) & entry->events
                & FS_READINESS;
         if (mask == 0) {
@@ -462,20 +586,78 @@ EpollCore_precise_timeouts(EpollCore *self, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(pwait2_usable);
 }
 
+/* A fresh epoll instance in place of the current one, at the same fd
+ * number (dup3), holding every registration of the table that the kernel
+ * still has.  verify: check each one with an EPOLL_CTL_MOD on the old
+ * instance first (fails for a closed fd, or a number that now names another
+ * file: re-adding it would watch that file under this key).  After fork()
+ * the old instance is the parent's and must not be touched: no verify.
+ * Disarmed ONESHOT registrations are parked, not added (see the top of this
+ * file).  Returns -1 with errno set if no new instance could be made; the
+ * old one is then kept as it was. */
+static int
+rebuild(EpollCore *self, int verify)
+{
+    Py_ssize_t fd;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+    if (epfd < 0) {
+        return -1;
+    }
+    for (fd = 0; fd < self->table_size; fd++) {
+        fs_entry *entry = &self->table[fd];
+        if (entry->key == NULL || entry->parked) {
+            continue;
+        }
+        if ((entry->events & FS_ONESHOT) && !entry->armed) {
+            entry->parked = 1;
+            continue;
+        }
+        if (verify && ctl_raw(self->epfd, EPOLL_CTL_MOD, (int)fd,
+                              entry->events, entry->gen) < 0) {
+            continue;   /* gone from the kernel: as a closed fd is */
+        }
+        /* Fails only as the MOD above would have (after fork: the fd was
+         * closed meanwhile): the key stays, as a closed fd's does. */
+        (void)ctl_raw(epfd, EPOLL_CTL_ADD, (int)fd, entry->events,
+                      entry->gen);
+    }
+    if (dup3(epfd, self->epfd, O_CLOEXEC) < 0) {
+        int saved_errno = errno;
+        close(epfd);
+        errno = saved_errno;
+        return -1;
+    }
+    close(epfd);
+    self->orphans = 0;
+    self->stale_seen = 0;
+    return 0;
+}
+
 /* The wait without the GIL, retried on EINTR with the remaining time once
  * the signal handlers have run (PEP 475).  Returns the number of events,
  * or -1 with an exception set. */
 static int
-wait_events(int epfd, struct epoll_event *events, int maxevents,
+wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
             fs_timeout *timeout)
 {
     for (;;) {
-        int n, saved_errno;
+        int n, saved_errno, epfd = self->epfd;
+        self->nwaiting++;
         Py_BEGIN_ALLOW_THREADS
         n = epoll_wait_precise(epfd, events, maxevents, timeout);
         saved_errno = errno;
         Py_END_ALLOW_THREADS
+        self->nwaiting--;
         if (n >= 0) {
+            note_batch(self, events, n);
+            /* An orphan spoke: rebuild now, unless another thread still
+             * waits on this instance (the last one out does it).  If the
+             * rebuild fails (EMFILE), the next stale event tries again. */
+            if (self->stale_seen && self->orphans > 0 && self->nwaiting == 0
+                    && self->epfd >= 0) {
+                (void)rebuild(self, 1);
+            }
             return n;
         }
         if (saved_errno != EINTR) {
@@ -484,6 +666,11 @@ wait_events(int epfd, struct epoll_event *events, int maxevents,
             return -1;
         }
         if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        if (self->epfd < 0) {
+            /* A signal handler closed the selector. */
+            fs_closed_error();
             return -1;
         }
         timeout->ms = fs_timeout_remaining(timeout);
@@ -530,7 +717,7 @@ EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
             return PyErr_NoMemory();
         }
     }
-    n = wait_events(self->epfd, events, maxevents, &timeout);
+    n = wait_events(self, events, maxevents, &timeout);
     if (n >= 0) {
         result = build_result(self, events, n);
     }
@@ -577,18 +764,13 @@ deliver_pending(EpollCore *self, Py_ssize_t *count)
 {
     while (self->dpos < self->dn) {
         struct epoll_event *ev = &self->dbuf[self->dpos++];
-        int fd = ev->data.fd;
-        fs_entry *entry;
+        fs_entry *entry = entry_of(self, ev);
         unsigned int ready;
         PyObject *key, *result;
 
-        if (fd < 0 || fd >= self->table_size) {
-            continue;
-        }
-        entry = &self->table[fd];
         /* Unregistered, or changed by an earlier callback of this batch:
          * the event was computed before that change, drop it. */
-        if (entry->key == NULL || entry->stamp > self->dstamp) {
+        if (entry == NULL || entry->stamp > self->dstamp) {
             continue;
         }
         ready = from_epoll_mask(ev->events) & entry->events & FS_READINESS;
@@ -642,7 +824,7 @@ EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
             rc = -1;
         }
         else {
-            n = wait_events(self->epfd, self->dbuf, maxevents, &timeout);
+            n = wait_events(self, self->dbuf, maxevents, &timeout);
             if (n < 0) {
                 rc = -1;
             }
@@ -699,37 +881,19 @@ EpollCore_close(EpollCore *self, PyObject *Py_UNUSED(ignored))
  * inherited epfd is the parent's epoll instance: every change the child
  * made to it would change what the parent sees, and both would steal each
  * other's events.  So the child gets a fresh instance with the same
- * registrations (issue #5).  Closing the inherited fd in the child does not
- * touch the parent's instance.  Only the forking thread exists in the
- * child: waits and dispatches other threads had under way are gone, so
- * their claims on the buffers are dropped.  An fd the new instance refuses
- * (closed meanwhile) keeps its key, as a closed fd does in the parent. */
+ * registrations, at the same fd number (issue #5); replacing the inherited
+ * fd does not touch the parent's instance.  Only the forking thread exists
+ * in the child: waits and dispatches other threads had under way are gone,
+ * so their claims on the buffers are dropped. */
 static PyObject *
 EpollCore_after_fork(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
-    Py_ssize_t fd;
-    int epfd;
-
     self->buf_busy = 0;
     self->dthread = 0;
     self->dpos = self->dn = 0;
-    if (self->epfd < 0) {
-        Py_RETURN_NONE;
-    }
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0) {
+    self->nwaiting = 0;
+    if (self->epfd >= 0 && rebuild(self, 0) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    close(self->epfd);
-    self->epfd = epfd;
-    for (fd = 0; fd < self->table_size; fd++) {
-        if (self->table[fd].key != NULL) {
-            struct epoll_event ev;
-            memset(&ev, 0, sizeof(ev));
-            ev.events = to_epoll_mask(self->table[fd].events);
-            ev.data.fd = (int)fd;
-            (void)epoll_ctl(epfd, EPOLL_CTL_ADD, (int)fd, &ev);
-        }
     }
     Py_RETURN_NONE;
 }
