@@ -306,7 +306,7 @@ del_fd(EpollCore *self, int fd)
 }
 
 static PyObject *
-EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
+EpollCore_register_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     unsigned int events;
@@ -341,7 +341,7 @@ EpollCore_register(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
+EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     unsigned int events;
@@ -389,7 +389,7 @@ EpollCore_modify(EpollCore *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-EpollCore_unregister(EpollCore *self, PyObject *arg)
+EpollCore_unregister_unlocked(EpollCore *self, PyObject *arg)
 {
     int fd;
 
@@ -570,7 +570,7 @@ epoll_wait_precise(int epfd, struct epoll_event *events, int maxevents,
 /* precise_timeouts() -> bool: does this process wait with epoll_pwait2?
  * Probes the kernel (a zero wait) if no wait has told yet. */
 static PyObject *
-EpollCore_precise_timeouts(EpollCore *self, PyObject *Py_UNUSED(ignored))
+EpollCore_precise_timeouts_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->epfd < 0) {
         return fs_closed_error();
@@ -681,7 +681,7 @@ wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
 }
 
 static PyObject *
-EpollCore_select(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
+EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
 {
     PyObject *timeout_obj, *result = NULL;
@@ -796,7 +796,7 @@ deliver_pending(EpollCore *self, Py_ssize_t *count)
 /* dispatch(timeout=None) -> int.  The contract is written in
  * _selectors.CoreSelector.dispatch. */
 static PyObject *
-EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
+EpollCore_dispatch_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
                    PyObject *kwnames)
 {
     PyObject *timeout_obj;
@@ -853,7 +853,7 @@ EpollCore_dispatch(EpollCore *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-EpollCore_close(EpollCore *self, PyObject *Py_UNUSED(ignored))
+EpollCore_close_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     int epfd = self->epfd;
 
@@ -886,7 +886,7 @@ EpollCore_close(EpollCore *self, PyObject *Py_UNUSED(ignored))
  * in the child: waits and dispatches other threads had under way are gone,
  * so their claims on the buffers are dropped. */
 static PyObject *
-EpollCore_after_fork(EpollCore *self, PyObject *Py_UNUSED(ignored))
+EpollCore_after_fork_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     self->buf_busy = 0;
     self->dthread = 0;
@@ -899,7 +899,7 @@ EpollCore_after_fork(EpollCore *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-EpollCore_fileno(EpollCore *self, PyObject *Py_UNUSED(ignored))
+EpollCore_fileno_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->epfd < 0) {
         return fs_closed_error();
@@ -908,19 +908,19 @@ EpollCore_fileno(EpollCore *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-EpollCore_get_closed(EpollCore *self, void *Py_UNUSED(closure))
+EpollCore_get_closed_unlocked(EpollCore *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->epfd < 0);
 }
 
 static PyObject *
-EpollCore_get_maxevents(EpollCore *self, void *Py_UNUSED(closure))
+EpollCore_get_maxevents_unlocked(EpollCore *self, void *Py_UNUSED(closure))
 {
     return fs_maxevents_get(self->maxevents);
 }
 
 static int
-EpollCore_set_maxevents(EpollCore *self, PyObject *value,
+EpollCore_set_maxevents_unlocked(EpollCore *self, PyObject *value,
                         void *Py_UNUSED(closure))
 {
     if (value == NULL) {
@@ -930,10 +930,39 @@ EpollCore_set_maxevents(EpollCore *self, PyObject *value,
 }
 
 static PyObject *
-EpollCore_len(EpollCore *self, PyObject *Py_UNUSED(ignored))
+EpollCore_len_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     return PyLong_FromSsize_t(self->nregistered);
 }
+
+/* The methods, each inside a critical section on the core (free-
+ * threaded CPython; nothing elsewhere): fastselectors.h. */
+FS_LOCKED(PyObject *, EpollCore_register, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs),
+          self, args, nargs)
+FS_LOCKED(PyObject *, EpollCore_modify, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs),
+          self, args, nargs)
+FS_LOCKED(PyObject *, EpollCore_unregister, (EpollCore *self, PyObject *arg),
+          self, arg)
+FS_LOCKED(PyObject *, EpollCore_precise_timeouts, (EpollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, EpollCore_select, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
+FS_LOCKED(PyObject *, EpollCore_dispatch, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
+FS_LOCKED(PyObject *, EpollCore_close, (EpollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, EpollCore_after_fork, (EpollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, EpollCore_fileno, (EpollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, EpollCore_get_closed, (EpollCore *self, void *closure),
+          self, closure)
+FS_LOCKED(PyObject *, EpollCore_get_maxevents, (EpollCore *self, void *closure),
+          self, closure)
+FS_LOCKED(int, EpollCore_set_maxevents, (EpollCore *self, PyObject *value, void *closure),
+          self, value, closure)
+FS_LOCKED(PyObject *, EpollCore_len, (EpollCore *self, PyObject *ignored),
+          self, ignored)
 
 static PyMethodDef EpollCore_methods[] = {
     {"register", (PyCFunction)(void (*)(void))EpollCore_register,

@@ -48,6 +48,37 @@ typedef struct {
     long long deadline_ns;
 } fs_timeout;
 
+/* Free-threaded CPython (PEP 703, the 3.13+ "t" builds): no GIL serialises
+ * the methods of a core, so each one runs inside a critical section on the
+ * core object, the way Argument Clinic's @critical_section does it for
+ * CPython's own select.epoll.  The section is suspended whenever the thread
+ * detaches (around the wait, Py_BEGIN_ALLOW_THREADS) and may be suspended
+ * when Python code runs (callbacks, finalizers); the cores already re-read
+ * their table after every such point, because a GIL build lets other
+ * threads and finalizers in at the same places.  With the GIL the wrapper
+ * is a plain call, inlined away.  (Not testable on this machine: no
+ * free-threaded interpreter; the code follows the documented API.)
+ *
+ *   FS_LOCKED(rtype, name, (params), args) defines name() as a call of
+ *   name_unlocked(args) inside the core's critical section. */
+#ifdef Py_GIL_DISABLED
+#define FS_LOCKED(rtype, name, params, ...)                             \
+    static rtype name params                                            \
+    {                                                                   \
+        rtype result_;                                                  \
+        Py_BEGIN_CRITICAL_SECTION(self);                                \
+        result_ = name##_unlocked(__VA_ARGS__);                         \
+        Py_END_CRITICAL_SECTION();                                      \
+        return result_;                                                 \
+    }
+#else
+#define FS_LOCKED(rtype, name, params, ...)                             \
+    static rtype name params                                            \
+    {                                                                   \
+        return name##_unlocked(__VA_ARGS__);                            \
+    }
+#endif
+
 /* common.c */
 PyObject *fs_closed_error(void);
 int fs_parse_select_args(const char *fname, PyObject *const *args,

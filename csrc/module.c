@@ -60,6 +60,11 @@ native_free(void *module)
 
 static PyModuleDef_Slot native_slots[] = {
     {Py_mod_exec, native_exec},
+#ifdef Py_GIL_DISABLED
+    /* Every core method runs in a critical section (fastselectors.h); the
+     * module state is immutable after exec. */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
     {0, NULL}
 };
 

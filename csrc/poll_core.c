@@ -230,7 +230,7 @@ reserve(PollCore *self)
 }
 
 static PyObject *
-PollCore_register(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
+PollCore_register_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     unsigned int events;
@@ -266,7 +266,7 @@ PollCore_register(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-PollCore_modify(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
+PollCore_modify_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
     int fd;
     unsigned int events;
@@ -295,7 +295,7 @@ PollCore_modify(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-PollCore_unregister(PollCore *self, PyObject *arg)
+PollCore_unregister_unlocked(PollCore *self, PyObject *arg)
 {
     int fd;
     Py_ssize_t pos, last;
@@ -516,7 +516,7 @@ done:
 }
 
 static PyObject *
-PollCore_select(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
+PollCore_select_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
     PyObject *timeout_obj;
@@ -595,7 +595,7 @@ deliver_pending(PollCore *self, Py_ssize_t *count)
 /* dispatch(timeout=None) -> int; the contract is written in
  * _selectors.CoreSelector.dispatch. */
 static PyObject *
-PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
+PollCore_dispatch_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames)
 {
     PyObject *timeout_obj;
@@ -637,7 +637,7 @@ PollCore_dispatch(PollCore *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-PollCore_close(PollCore *self, PyObject *Py_UNUSED(ignored))
+PollCore_close_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->closed) {
         self->closed = 1;
@@ -649,7 +649,7 @@ PollCore_close(PollCore *self, PyObject *Py_UNUSED(ignored))
 /* _after_fork(): poll has no kernel object to share with the parent; only
  * the claims of threads that do not exist in the child are dropped. */
 static PyObject *
-PollCore_after_fork(PollCore *self, PyObject *Py_UNUSED(ignored))
+PollCore_after_fork_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     self->wait_busy = 0;
     self->dthread = 0;
@@ -657,19 +657,19 @@ PollCore_after_fork(PollCore *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-PollCore_get_closed(PollCore *self, void *Py_UNUSED(closure))
+PollCore_get_closed_unlocked(PollCore *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->closed);
 }
 
 static PyObject *
-PollCore_get_maxevents(PollCore *self, void *Py_UNUSED(closure))
+PollCore_get_maxevents_unlocked(PollCore *self, void *Py_UNUSED(closure))
 {
     return fs_maxevents_get(self->maxevents);
 }
 
 static int
-PollCore_set_maxevents(PollCore *self, PyObject *value,
+PollCore_set_maxevents_unlocked(PollCore *self, PyObject *value,
                        void *Py_UNUSED(closure))
 {
     if (value == NULL) {
@@ -679,10 +679,35 @@ PollCore_set_maxevents(PollCore *self, PyObject *value,
 }
 
 static PyObject *
-PollCore_len(PollCore *self, PyObject *Py_UNUSED(ignored))
+PollCore_len_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     return PyLong_FromSsize_t(self->n);
 }
+
+/* The methods, each inside a critical section on the core (free-
+ * threaded CPython; nothing elsewhere): fastselectors.h. */
+FS_LOCKED(PyObject *, PollCore_register, (PollCore *self, PyObject *const *args, Py_ssize_t nargs),
+          self, args, nargs)
+FS_LOCKED(PyObject *, PollCore_modify, (PollCore *self, PyObject *const *args, Py_ssize_t nargs),
+          self, args, nargs)
+FS_LOCKED(PyObject *, PollCore_unregister, (PollCore *self, PyObject *arg),
+          self, arg)
+FS_LOCKED(PyObject *, PollCore_select, (PollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
+FS_LOCKED(PyObject *, PollCore_dispatch, (PollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
+FS_LOCKED(PyObject *, PollCore_close, (PollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, PollCore_after_fork, (PollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, PollCore_get_closed, (PollCore *self, void *closure),
+          self, closure)
+FS_LOCKED(PyObject *, PollCore_get_maxevents, (PollCore *self, void *closure),
+          self, closure)
+FS_LOCKED(int, PollCore_set_maxevents, (PollCore *self, PyObject *value, void *closure),
+          self, value, closure)
+FS_LOCKED(PyObject *, PollCore_len, (PollCore *self, PyObject *ignored),
+          self, ignored)
 
 static PyMethodDef PollCore_methods[] = {
     {"register", (PyCFunction)(void (*)(void))PollCore_register,
