@@ -7,6 +7,8 @@ P pairs through callbacks: the stdlib loop against ``dispatch()``).
 The real harness, with peers and a C floor, is benchmarks/ in the source.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 
@@ -14,7 +16,7 @@ import fastselectors
 from fastselectors import _quickbench as qb
 
 
-def _print_w1(nfds, rounds):
+def _print_w1(nfds: int, rounds: int) -> None:
     nfds = min(nfds, qb._fd_budget() - 32)
     print("W1: select(0) with {} ready fds, ns per ready event:".format(
         nfds))
@@ -25,19 +27,21 @@ def _print_w1(nfds, rounds):
             name, base, ours, base / ours))
 
 
-def _print_w2(rounds):
+def _print_w2(rounds: int) -> None:
     budget = qb._fd_budget() - 64
     sizes = [n for n in (10, 1000, 10000) if n <= budget]
     print("W2: 1-byte ping-pong beside N idle fds, ns per round trip "
           "(ratio: stdlib epoll / this):")
     for n, med in qb.w2_pingpong(sizes, rounds):
-        base = med.get("stdlib epoll", med.get("stdlib poll"))
+        # One of the two is always measured: never None.
+        base: float = med.get(  # type: ignore[assignment]
+            "stdlib epoll", med.get("stdlib poll"))
         cells = ", ".join("{} {:,.0f} ({:.2f}x)".format(k, v, base / v)
                           for k, v in med.items())
         print("  N={:<6} {}".format(n, cells))
 
 
-def _print_w3(rounds):
+def _print_w3(rounds: int) -> None:
     print("W3: 100 socketpairs echoing 1 byte through callbacks, "
           "events per second:")
     res = qb.w3_echo(100, rounds)
@@ -46,9 +50,10 @@ def _print_w3(rounds):
         print("  {:<22}{:>12,.0f}{:>8.2f}x".format(label, rate, rate / base))
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fastselectors", description=__doc__.split("\n\n")[0])
+        prog="python -m fastselectors",
+        description=(__doc__ or "").split("\n\n")[0])   # None under -OO
     parser.add_argument("what", nargs="?", choices=["bench"],
                         help="also run W2 and W3")
     parser.add_argument("--fds", type=int, default=512,

@@ -7,6 +7,8 @@ runs there through the slow cpyext layer, so we do not build one), and pure
 wherever nothing was compiled.
 """
 
+from __future__ import annotations
+
 import os
 import platform
 import selectors as _stdlib
@@ -15,13 +17,30 @@ import warnings
 from . import _pure
 from ._selectors import KernelFdSelector, make_selector
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from selectors import BaseSelector
+    from types import ModuleType
+
+    from . import _cffi_cores, _native
+    from ._types import Core, KernelFdCore
+
+    # _core_classes() finds the cores with getattr(): have the type checker
+    # hold every tier's cores to the interface here instead.
+    _CORES: tuple[type[Core], ...] = (
+        _native.PollCore, _cffi_cores.PollCore, _pure.PollCore,
+        _pure.SelectCore)
+    _EPOLL_CORES: tuple[type[KernelFdCore], ...] = (
+        _native.EpollCore, _cffi_cores.EpollCore, _pure.EpollCore)
+
 TIERS = ("native", "cffi", "pure")
 ENV_VAR = "FASTSELECTORS_BACKEND"
 
 
-def _core_classes(tier):
+def _core_classes(tier: str) -> dict[str, type[Core]]:
     """Return {"epoll": cls, "poll": cls, "select": cls} for *tier*; a
     missing key means this platform has no such kernel API."""
+    mod: ModuleType
     if tier == "native":
         if platform.python_implementation() != "CPython":
             raise ImportError("the native tier is a CPython extension; "
@@ -40,7 +59,7 @@ def _core_classes(tier):
     else:
         raise ImportError("{}={!r}: unknown tier, expected one of {}"
                           .format(ENV_VAR, tier, ", ".join(TIERS)))
-    cores = {"select": _pure.SelectCore}
+    cores: dict[str, type[Core]] = {"select": _pure.SelectCore}
     for name, attr in (("epoll", "EpollCore"), ("poll", "PollCore")):
         core = getattr(mod, attr, None)
         if core is not None and _works(core):
@@ -48,7 +67,7 @@ def _core_classes(tier):
     return cores
 
 
-def _works(core_cls):
+def _works(core_cls: type[Core]) -> bool:
     """Like the stdlib's ``_can_use``: the API may exist but the kernel (or
     a seccomp filter) may refuse it."""
     try:
@@ -60,14 +79,14 @@ def _works(core_cls):
     return True
 
 
-def selector_classes(tier):
+def selector_classes(tier: str) -> dict[str, type[BaseSelector]]:
     """Build the public selector classes of *tier* as a dict name -> class.
 
     Raises ImportError if the tier cannot be loaded here.
     """
     cores = _core_classes(tier)
-    classes = {"SelectSelector": make_selector("SelectSelector",
-                                               cores["select"])}
+    classes: dict[str, type[BaseSelector]] = {
+        "SelectSelector": make_selector("SelectSelector", cores["select"])}
     if "poll" in cores:
         classes["PollSelector"] = make_selector("PollSelector", cores["poll"])
     if "epoll" in cores:
@@ -82,7 +101,8 @@ def selector_classes(tier):
     return classes
 
 
-def _default(classes):
+def _default(classes: dict[str, type[BaseSelector]]
+             ) -> type[BaseSelector]:
     # kqueue first where the stdlib prefers it, then epoll, devpoll, poll.
     for name in ("KqueueSelector", "EpollSelector", "DevpollSelector",
                  "PollSelector"):
@@ -94,9 +114,9 @@ def _default(classes):
     return classes["SelectSelector"]
 
 
-def available_tiers():
+def available_tiers() -> list[str]:
     """The tiers that load on this interpreter, fastest first."""
-    found = []
+    found: list[str] = []
     for tier in TIERS:
         try:
             _core_classes(tier)
@@ -106,7 +126,7 @@ def available_tiers():
     return found
 
 
-def choose():
+def choose() -> tuple[str, dict[str, type[BaseSelector]]]:
     """Return (tier, classes) for this process."""
     forced = os.environ.get(ENV_VAR, "").strip()
     if forced:

@@ -7,8 +7,27 @@ between CPython versions.  Only the public objects (``SelectorKey``,
 keys and asyncio keep working.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
 from selectors import EVENT_READ, EVENT_WRITE
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from selectors import SelectorKey
+
+    from _typeshed import FileDescriptorLike
+
+    from ._selectors import CoreSelector
+
+    # The generic bases, for type checkers only: at run time the classes
+    # subclass the plain dict and Mapping, exactly as before the types.
+    _ReadinessMapBase = dict[int, int]
+    _SelectorMappingBase = Mapping[FileDescriptorLike, SelectorKey]
+else:
+    _ReadinessMapBase = dict
+    _SelectorMappingBase = Mapping
 
 # The extended flags (issue #4) live in the same events mask as the stdlib's
 # EVENT_READ (1) and EVENT_WRITE (2), like epoll's own bits.  Readiness bits
@@ -29,7 +48,7 @@ FLAG_NAMES = {EVENT_READ: "EVENT_READ", EVENT_WRITE: "EVENT_WRITE",
 NOT_WITH_EXCLUSIVE = ONESHOT | EVENT_PRIORITY | EVENT_RDHUP
 
 
-class ReadinessMap(dict):
+class ReadinessMap(_ReadinessMapBase):
     """Kernel revents -> our readiness bits, the one copy of the rule the
     Python tiers apply to every event: anything but IN (OUT, HUP, ERR,
     NVAL) wakes write interest, anything but OUT wakes read interest (the
@@ -39,12 +58,13 @@ class ReadinessMap(dict):
 
     __slots__ = ("_in", "_out", "_pri", "_rdhup")
 
-    def __init__(self, in_bit, out_bit, pri_bit, rdhup_bit):
+    def __init__(self, in_bit: int, out_bit: int, pri_bit: int,
+                 rdhup_bit: int) -> None:
         super().__init__()
         self._in, self._out = in_bit, out_bit
         self._pri, self._rdhup = pri_bit, rdhup_bit
 
-    def __missing__(self, revents):
+    def __missing__(self, revents: int) -> int:
         events = 0
         if revents & ~self._in:
             events |= EVENT_WRITE
@@ -58,13 +78,13 @@ class ReadinessMap(dict):
         return events
 
 
-def flag_names(mask):
+def flag_names(mask: int) -> str:
     """'EDGE|ONESHOT' for a mask of known flags."""
     return "|".join(name for bit, name in sorted(FLAG_NAMES.items())
                     if mask & bit)
 
 
-def fileobj_to_fd(fileobj):
+def fileobj_to_fd(fileobj: FileDescriptorLike) -> int:
     """Return the file descriptor of *fileobj* (an int or has ``fileno()``).
 
     Raises:
@@ -85,7 +105,7 @@ def fileobj_to_fd(fileobj):
     return fd
 
 
-def check_events(events):
+def check_events(events: int) -> None:
     """Raise ``ValueError`` unless *events* is a known mask with at least
     one readiness bit.
 
@@ -95,7 +115,7 @@ def check_events(events):
         raise ValueError("Invalid events: {!r}".format(events))
 
 
-def check_maxevents(maxevents):
+def check_maxevents(maxevents: object) -> int | None:
     """None (every ready fd) or an int >= 1; the native cores' rules."""
     if maxevents is None:
         return None
@@ -108,7 +128,8 @@ def check_maxevents(maxevents):
     return maxevents
 
 
-def check_supported(selector_cls, events, supported):
+def check_supported(selector_cls: type[object], events: int,
+                    supported: int) -> None:
     """Raise ``ValueError`` naming the selector and the flags it cannot
     honour (a flag is never faked: EDGE cannot be emulated on poll)."""
     unsupported = events & ~supported
@@ -121,32 +142,32 @@ def check_supported(selector_cls, events, supported):
                              flag_names(events & NOT_WITH_EXCLUSIVE)))
 
 
-class SelectorMapping(Mapping):
+class SelectorMapping(_SelectorMappingBase):
     """Read-only live view: file object (or fd) -> ``SelectorKey``."""
 
     __slots__ = ("_selector",)
 
-    def __init__(self, selector):
+    def __init__(self, selector: CoreSelector) -> None:
         self._selector = selector
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._selector._fd_to_key)
 
-    def __getitem__(self, fileobj):
+    def __getitem__(self, fileobj: FileDescriptorLike) -> SelectorKey:
         try:
             fd = self._selector._fileobj_lookup(fileobj)
             return self._selector._fd_to_key[fd]
         except KeyError:
             raise KeyError("{!r} is not registered".format(fileobj)) from None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(self._selector._fd_to_key)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<{} of {!r}>".format(type(self).__name__, self._selector)
 
 
-def closed_error():
+def closed_error() -> ValueError:
     """The error every use of a closed selector raises.
 
     ``ValueError`` is what the stdlib ``EpollSelector`` raises (from its

@@ -32,6 +32,8 @@ run, and the code below keeps each wait's buffer to itself for that reason
 (see ``EpollCore`` and ``PollCore``).
 """
 
+from __future__ import annotations
+
 import math
 import os
 import sys
@@ -45,10 +47,18 @@ from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
 from ._cffi_epoll import ffi, lib
 from ._pydispatch import DispatchMixin
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from selectors import SelectorKey
+    from typing import ClassVar
+
+    from ._cffi_epoll import EpollEventArray, PollfdArray
+    from ._types import Ready
+
 _INT_MAX = 2 ** (8 * ffi.sizeof("int") - 1) - 1
 
 
-def _timeout_ms(timeout):
+def _timeout_ms(timeout: float | None) -> int:
     """Seconds -> poll()/epoll_wait() milliseconds, exactly as the stdlib
     selectors compute them (so NaN and non-numbers fail the same way);
     rounded up so the wait is never shorter than asked."""
@@ -62,16 +72,18 @@ def _timeout_ms(timeout):
     return ms
 
 
-def _timeout_ns(timeout, ms):
+def _timeout_ns(timeout: float | None, ms: int) -> int:
     """The exact wait in ns for epoll_pwait2/ppoll (used when ms > 0):
     rounded up, never longer than the ms figure."""
-    return min(math.ceil(timeout * 1e9), ms * 1000000) if ms > 0 else 0
+    # ms > 0 only for a positive timeout: never None where it is multiplied.
+    return min(math.ceil(timeout * 1e9),  # type: ignore[operator]
+               ms * 1000000) if ms > 0 else 0
 
 
 _BOOL_FD_WARNS = sys.version_info >= (3, 13)
 
 
-def _check_fd(fd):
+def _check_fd(fd: int) -> None:
     # Python 3.13's select.epoll/select.poll warn about a bool fd: so do we.
     if _BOOL_FD_WARNS and type(fd) is bool:
         warnings.warn("bool is used as a file descriptor", RuntimeWarning,
@@ -82,12 +94,12 @@ def _check_fd(fd):
         raise OverflowError("Python int too large to convert to C int")
 
 
-def _errno_error():
+def _errno_error() -> OSError:
     err = ffi.errno
     return OSError(err, os.strerror(err))
 
 
-def _remaining_ms(deadline):
+def _remaining_ms(deadline: float) -> int:
     """Milliseconds left until *deadline* (rounded up), or -1 if passed."""
     remaining = deadline - monotonic()
     if remaining < 0:
@@ -113,7 +125,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
     _EPOLL_TO_READY = ReadinessMap(_EPOLLIN, _EPOLLOUT, lib.EPOLLPRI,
                                    lib.EPOLLRDHUP)
 
-    def _epoll_mask(events):
+    def _epoll_mask(events: int) -> int:
         mask = 0
         for ours, kernel in _EPOLL_BITS:
             if events & ours:
@@ -139,9 +151,9 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
         buffer.
         """
 
-        SUPPORTED = READINESS | EDGE | ONESHOT | EXCLUSIVE
+        SUPPORTED: ClassVar[int] = READINESS | EDGE | ONESHOT | EXCLUSIVE
 
-        def __init__(self):
+        def __init__(self) -> None:
             self._epfd = -1     # first, so __del__ is safe if we fail
             epfd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
             if epfd < 0:
@@ -151,7 +163,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             self._size = 8      # buffer slots; >= max(len(_keys), 1)
             self._free = [ffi.new("struct epoll_event[]", self._size)]
 
-        def register(self, fd, events, key):
+        def register(self, fd: int, events: int, key: SelectorKey) -> None:
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
@@ -173,7 +185,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 # Buffers still out in a select() are dropped on return.
                 self._free = [ffi.new("struct epoll_event[]", self._size)]
 
-        def modify(self, fd, events, key):
+        def modify(self, fd: int, events: int, key: SelectorKey) -> None:
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
@@ -197,7 +209,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                     keys[fd] = old_key
                     raise _errno_error()
 
-        def unregister(self, fd):
+        def unregister(self, fd: int) -> None:
             # Hold the key until we return: dropping its last reference
             # may run a finalizer that uses this core.
             key = self._keys.pop(fd, None)
@@ -210,10 +222,11 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             _epoll_ctl(self._epfd, _EPOLL_CTL_DEL, fd, ffi.NULL)
 
         @property
-        def closed(self):
+        def closed(self) -> bool:
             return self._epfd < 0
 
-        def _select(self, timeout=None, limit=None):
+        def _select(self, timeout: float | None = None,
+                    limit: int | None = None) -> Ready:
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
@@ -244,7 +257,8 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             return ready
 
         @staticmethod
-        def _wait_again(epfd, buf, size, ms, deadline):
+        def _wait_again(epfd: int, buf: EpollEventArray, size: int, ms: int,
+                        deadline: float) -> int:
             """The failure path of epoll_wait, out of the hot loop: retry
             after EINTR with the remaining time, raise anything else."""
             while True:
@@ -263,12 +277,12 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 if n >= 0:
                     return n
 
-        def fileno(self):
+        def fileno(self) -> int:
             if self._epfd < 0:
                 raise closed_error()
             return self._epfd
 
-        def _after_fork(self):
+        def _after_fork(self) -> None:
             # A fresh epoll instance with the same registrations: the
             # inherited one is the parent's (see csrc/epoll_core.c).
             super()._after_fork()
@@ -288,13 +302,13 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 _epoll_ctl(epfd, _EPOLL_CTL_ADD, fd, ev)
             self._free = [ffi.new("struct epoll_event[]", self._size)]
 
-        def precise_timeouts(self):
+        def precise_timeouts(self) -> bool:
             """True if waits use epoll_pwait2 (sub-ms) in this process."""
             if self._epfd < 0:
                 raise closed_error()
             return bool(lib.fs_pwait2_probe(self._epfd))
 
-        def close(self):
+        def close(self) -> None:
             # Mark closed before closing, so a second call (or __del__)
             # cannot close an fd number the process has reused since.
             epfd = self._epfd
@@ -307,7 +321,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 except OSError:
                     pass    # like select.epoll.close(): never raises
 
-        def __del__(self):
+        def __del__(self) -> None:
             # The user never closed the selector: do not leak the kernel
             # fd.  At interpreter shutdown module globals may be gone.
             try:
@@ -328,7 +342,7 @@ _POLL_BITS = ((EVENT_READ, _POLLIN), (EVENT_WRITE, _POLLOUT),
 _POLL_TO_READY = ReadinessMap(_POLLIN, _POLLOUT, _POLLPRI, _POLLRDHUP)
 
 
-def _poll_mask(events):
+def _poll_mask(events: int) -> int:
     mask = 0
     for ours, kernel in _POLL_BITS:
         if events & ours:
@@ -342,7 +356,7 @@ def _poll_mask(events):
 _HOLE = -1
 
 
-def _disarmed(fd):
+def _disarmed(fd: int) -> int:
     return -2 - fd
 
 
@@ -379,22 +393,23 @@ class PollCore(DispatchMixin):
     fd's *current* key, as the stdlib does after its poll().
     """
 
-    SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
-                 | (EVENT_RDHUP if _POLLRDHUP else 0))
+    SUPPORTED: ClassVar[int] = (
+        EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+        | (EVENT_RDHUP if _POLLRDHUP else 0))
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._table = (ffi.new("struct pollfd[]", 8), 0)
         self._holes = 0      # entries with fd -1 in the master
-        self._index = {}     # fd -> position in the master
+        self._index: dict[int, int] = {}    # fd -> position in the master
         self._keys = {}      # fd -> key
-        self._free = []      # wait buffers not in use
+        self._free: list[PollfdArray] = []  # wait buffers not in use
         self._closed = False
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
-    def register(self, fd, events, key):
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
         _check_fd(fd)
@@ -410,7 +425,7 @@ class PollCore(DispatchMixin):
         self._keys[fd] = key
         self._table = (fds, n + 1)  # publish: a wait now polls it
 
-    def modify(self, fd, events, key):
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
         keys = self._keys
@@ -421,7 +436,7 @@ class PollCore(DispatchMixin):
         entry.fd = fd           # re-arms a disarmed ONESHOT entry
         keys[fd] = key
 
-    def unregister(self, fd):
+    def unregister(self, fd: int) -> None:
         # Hold the key until we return: dropping its last reference may
         # run a finalizer that uses this core.
         key = self._keys.pop(fd, None)
@@ -433,7 +448,7 @@ class PollCore(DispatchMixin):
         if 2 * self._holes > n:
             self._compact()
 
-    def _compact(self):
+    def _compact(self) -> None:
         """Replace the master by a copy without holes, order kept."""
         old, n = self._table
         fds = ffi.new("struct pollfd[]", max(2 * (n - self._holes), 8))
@@ -452,7 +467,8 @@ class PollCore(DispatchMixin):
         self._table = (fds, j)
         self._holes = 0
 
-    def _select(self, timeout=None, limit=None):
+    def _select(self, timeout: float | None = None,
+                limit: int | None = None) -> Ready:
         if self._closed:
             raise closed_error()
         ms = _timeout_ms(timeout)
@@ -495,12 +511,13 @@ class PollCore(DispatchMixin):
                 self._disarm(key.fd)
         return ready
 
-    def _disarm(self, fd):
+    def _disarm(self, fd: int) -> None:
         entry = self._table[0][self._index[fd]]
         if entry.fd == fd:
             entry.fd = _disarmed(fd)
 
-    def _wait_again(self, buf, ms, deadline):
+    def _wait_again(self, buf: PollfdArray, ms: int, deadline: float
+                    ) -> tuple[PollfdArray, int, int]:
         """The failure path of poll(), out of the hot loop: retry after
         EINTR with the remaining time (compact first after EINVAL, see the
         class docstring); raise anything else.  Each retry polls a fresh
@@ -531,7 +548,7 @@ class PollCore(DispatchMixin):
             if n >= 0:
                 return buf, nfds, n
 
-    def close(self):
+    def close(self) -> None:
         # Mark closed first: dropping the keys may run finalizers that use
         # this core again, and they must see it closed.  A wait in progress
         # in another thread keeps its own buffer.

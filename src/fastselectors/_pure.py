@@ -5,6 +5,8 @@ FD_SETSIZE, so nobody should want it fast, and the stdlib's ``select.select``
 gives exactly the stdlib's errors for fds >= FD_SETSIZE and closed fds.
 """
 
+from __future__ import annotations
+
 import math
 import select
 import sys
@@ -14,11 +16,19 @@ from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
                     READINESS, ReadinessMap, closed_error)
 from ._pydispatch import DispatchMixin
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from selectors import SelectorKey
+    from typing import ClassVar
+
+    from ._types import Poller, Ready
+
 
 _INT_MAX = 2 ** 31 - 1
 
 
-def _poll_timeout_ms(timeout):
+def _poll_timeout_ms(timeout: float | None) -> int:
     """Seconds -> poll()/epoll_wait() milliseconds, rounded up (stdlib)."""
     if timeout is None:
         return -1
@@ -43,13 +53,20 @@ class _PollLikeCore(DispatchMixin):
     """
 
     _IN = _OUT = 0
-    _BITS = ()
+    _BITS: tuple[tuple[int, int], ...] = ()
+    _TO_READY: ReadinessMap     # kernel revents -> our readiness bits
+    _poller: Poller | None      # None once closed
 
-    def __init__(self):
+    if TYPE_CHECKING:
+        # Provided by each core.
+        @staticmethod
+        def _new_poller() -> Poller: ...
+
+    def __init__(self) -> None:
         self._poller = self._new_poller()
         self._keys = {}
 
-    def _mask(self, events):
+    def _mask(self, events: int) -> int:
         mask = 0
         for ours, kernel in self._BITS:
             if events & ours:
@@ -61,7 +78,7 @@ class _PollLikeCore(DispatchMixin):
     # get the fd's first event at once -- with EDGE or ONESHOT the only one
     # it will ever get -- and must find the new key, not none or the old.
 
-    def register(self, fd, events, key):
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._poller is None:
             raise closed_error()
         self._keys[fd] = key
@@ -71,7 +88,7 @@ class _PollLikeCore(DispatchMixin):
             del self._keys[fd]
             raise
 
-    def modify(self, fd, events, key):
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._poller is None:
             raise closed_error()
         keys = self._keys
@@ -84,10 +101,14 @@ class _PollLikeCore(DispatchMixin):
                 keys[fd] = old_key
                 raise
 
-    def _kernel_modify(self, fd, old, events):
-        self._poller.modify(fd, self._mask(events))
+    # _kernel_modify() runs only from modify(), after its closed check:
+    # _poller is not None there (hence the "type: ignore[union-attr]"s).
 
-    def unregister(self, fd):
+    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+        self._poller.modify(  # type: ignore[union-attr]  # see above
+            fd, self._mask(events))
+
+    def unregister(self, fd: int) -> None:
         if self._keys.pop(fd, None) is None or self._poller is None:
             return
         try:
@@ -96,10 +117,10 @@ class _PollLikeCore(DispatchMixin):
             pass    # closed since it was registered, or a disarmed ONESHOT
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._poller is None
 
-    def _results(self, fd_event_list):
+    def _results(self, fd_event_list: Iterable[tuple[int, int]]) -> Ready:
         ready = []
         keys = self._keys
         to_ready = self._TO_READY
@@ -112,7 +133,7 @@ class _PollLikeCore(DispatchMixin):
                 ready.append((key, events))
         return ready
 
-    def close(self):
+    def close(self) -> None:
         # Mark closed first: dropping the keys may run finalizers that use
         # this core again, and they must see it closed.
         poller, self._poller = self._poller, None
@@ -134,23 +155,28 @@ if hasattr(select, "epoll"):
                  (EDGE, select.EPOLLET), (ONESHOT, select.EPOLLONESHOT),
                  (EXCLUSIVE, getattr(select, "EPOLLEXCLUSIVE", 1 << 28)))
         _TO_READY = ReadinessMap(select.EPOLLIN, select.EPOLLOUT, _PRI, _RDHUP)
-        SUPPORTED = READINESS | EDGE | ONESHOT | EXCLUSIVE
+        SUPPORTED: ClassVar[int] = READINESS | EDGE | ONESHOT | EXCLUSIVE
+        _poller: select.epoll | None
 
         @staticmethod
-        def _new_poller():
+        def _new_poller() -> select.epoll:
             return select.epoll()
 
-        def _kernel_modify(self, fd, old, events):
+        def _kernel_modify(self, fd: int, old: int, events: int) -> None:
             if old & EXCLUSIVE:
                 # The kernel refuses EPOLL_CTL_MOD of an exclusive
                 # registration (epoll_ctl(2), EINVAL): delete and add again.
                 # The add re-checks readiness, so no edge is lost.
-                self._poller.unregister(fd)
-                self._poller.register(fd, self._mask(events))
+                self._poller.unregister(  # type: ignore[union-attr]  # open
+                    fd)
+                self._poller.register(  # type: ignore[union-attr]  # open
+                    fd, self._mask(events))
             else:
-                self._poller.modify(fd, self._mask(events))
+                self._poller.modify(  # type: ignore[union-attr]  # open
+                    fd, self._mask(events))
 
-        def _select(self, timeout=None, limit=None):
+        def _select(self, timeout: float | None = None,
+                    limit: int | None = None) -> Ready:
             if self._poller is None:
                 raise closed_error()
             ms = _poll_timeout_ms(timeout)
@@ -162,12 +188,12 @@ if hasattr(select, "epoll"):
                 -1 if ms < 0 else ms * 1e-3, min(limit or size, size))
             return self._results(fd_event_list)
 
-        def fileno(self):
+        def fileno(self) -> int:
             if self._poller is None:
                 raise closed_error()
             return self._poller.fileno()
 
-        def _after_fork(self):
+        def _after_fork(self) -> None:
             # A fresh epoll instance with the same registrations: the
             # inherited one is the parent's (see csrc/epoll_core.c).
             super()._after_fork()
@@ -195,27 +221,30 @@ if hasattr(select, "poll"):       # not on Windows
         _BITS = ((EVENT_READ, select.POLLIN), (EVENT_WRITE, select.POLLOUT),
                  (EVENT_PRIORITY, select.POLLPRI), (EVENT_RDHUP, _RDHUP))
         _TO_READY = ReadinessMap(select.POLLIN, select.POLLOUT, _PRI, _RDHUP)
-        SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
-                     | (EVENT_RDHUP if _RDHUP else 0))
+        SUPPORTED: ClassVar[int] = (
+            EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+            | (EVENT_RDHUP if _RDHUP else 0))
+        _poller: select.poll | None
 
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
-            self._disarmed = set()
+            self._disarmed: set[int] = set()
 
         @staticmethod
-        def _new_poller():
+        def _new_poller() -> select.poll:
             return select.poll()
 
-        def _kernel_modify(self, fd, old, events):
+        def _kernel_modify(self, fd: int, old: int, events: int) -> None:
             self._disarmed.discard(fd)
             # select.poll.register adds or changes: it re-arms too.
-            self._poller.register(fd, self._mask(events))
+            self._poller.register(  # type: ignore[union-attr]  # open
+                fd, self._mask(events))
 
-        def unregister(self, fd):
+        def unregister(self, fd: int) -> None:
             self._disarmed.discard(fd)
             super().unregister(fd)
 
-        def _after_fork(self):
+        def _after_fork(self) -> None:
             # select.poll refuses a second concurrent poll(): one that
             # another thread had under way at the fork would block this
             # object forever in the child.  A new one, same registrations.
@@ -227,7 +256,8 @@ if hasattr(select, "poll"):       # not on Windows
                 if fd not in self._disarmed:
                     self._poller.register(fd, self._mask(key.events))
 
-        def _select(self, timeout=None, limit=None):
+        def _select(self, timeout: float | None = None,
+                    limit: int | None = None) -> Ready:
             if self._poller is None:
                 raise closed_error()
             ms = _poll_timeout_ms(timeout)
@@ -246,13 +276,17 @@ if hasattr(select, "poll"):       # not on Windows
 _SELECT_TIMEOUT_LIMIT = 2 ** 63 / 1e9
 
 if sys.platform == "win32":
-    def _select_fds(readers, writers, urgent, timeout):
+    def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
+                    timeout: float | None
+                    ) -> tuple[list[int], list[int], list[int]]:
         # Windows reports a failed connect() in the exceptional set only.
         r, w, x = select.select(readers, writers, writers | urgent, timeout)
         return r, w + [fd for fd in x if fd in writers], \
             [fd for fd in x if fd in urgent]
 else:
-    def _select_fds(readers, writers, urgent, timeout):
+    def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
+                    timeout: float | None
+                    ) -> tuple[list[int], list[int], list[int]]:
         return select.select(readers, writers, urgent, timeout)
 
 
@@ -261,23 +295,24 @@ class SelectCore(DispatchMixin):
     ONESHOT is emulated exactly (an fd reported once leaves the sets until
     modify() re-arms it)."""
 
-    SUPPORTED = EVENT_READ | EVENT_WRITE | EVENT_PRIORITY | ONESHOT
+    SUPPORTED: ClassVar[int] = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY
+                                | ONESHOT)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._keys = {}
-        self._readers = set()
-        self._writers = set()
-        self._urgent = set()
-        self._oneshot = set()   # the ONESHOT registrations, armed or not
+        self._readers: set[int] = set()
+        self._writers: set[int] = set()
+        self._urgent: set[int] = set()
+        self._oneshot: set[int] = set()     # ONESHOT ones, armed or not
         self._closed = False
 
-    def register(self, fd, events, key):
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
         self._keys[fd] = key
         self._set_interest(fd, events)
 
-    def _set_interest(self, fd, events):
+    def _set_interest(self, fd: int, events: int) -> None:
         for fds, bit in ((self._readers, EVENT_READ),
                          (self._writers, EVENT_WRITE),
                          (self._urgent, EVENT_PRIORITY),
@@ -287,21 +322,22 @@ class SelectCore(DispatchMixin):
             else:
                 fds.discard(fd)
 
-    def modify(self, fd, events, key):
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
         self._keys[fd] = key
         self._set_interest(fd, events)
 
-    def unregister(self, fd):
+    def unregister(self, fd: int) -> None:
         self._keys.pop(fd, None)
         self._set_interest(fd, 0)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
-    def _select(self, timeout=None, limit=None):
+    def _select(self, timeout: float | None = None,
+                limit: int | None = None) -> Ready:
         if self._closed:
             raise closed_error()
         if timeout is not None:
@@ -313,12 +349,15 @@ class SelectCore(DispatchMixin):
             timeout = max(timeout, 0)
             if timeout >= _SELECT_TIMEOUT_LIMIT:
                 raise OverflowError("timeout is too large")
+        r: list[int] | set[int]     # each list becomes a set below
+        w: list[int] | set[int]
+        x: list[int] | set[int] | tuple[()]
         r, w, x = _select_fds(self._readers, self._writers, self._urgent,
                               timeout)
         r = set(r)
         w = set(w)
         x = set(x) if x else ()     # urgent data is rare: skip the work
-        ready = []
+        ready: Ready = []
         append = ready.append
         keys = self._keys
         for fd in (r | w | x) if x else (r | w):
@@ -342,7 +381,7 @@ class SelectCore(DispatchMixin):
                     self._set_interest(key.fd, ONESHOT)
         return ready
 
-    def close(self):
+    def close(self) -> None:
         self._closed = True     # first, as in _PollLikeCore.close
         self._keys.clear()
         self._readers.clear()

@@ -13,38 +13,56 @@ A core using this mixin provides ``_select(timeout)`` (the wait, returning
 ``[(key, events)]``), ``_keys`` (fd -> current key) and ``closed``.
 """
 
+from __future__ import annotations
+
 from threading import get_ident
 
 from ._base import check_maxevents, closed_error
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from selectors import SelectorKey
+
+    from ._types import Ready
+
 
 class DispatchMixin:
-    _dispatch_thread = None     # thread inside dispatch(), None if none
-    _pending = ()               # the batch of the last wait
+    _dispatch_thread: int | None = None     # thread inside dispatch(), if any
+    _pending: Sequence[tuple[SelectorKey, int]] = ()    # the last wait's batch
     _pending_pos = 0            # first event of it not yet delivered
-    _maxevents = None           # default batch size; None: every ready fd
+    _maxevents: int | None = None   # default batch size; None: every ready fd
     _rotor = 0                  # where the next limited batch starts
+    _keys: dict[int, SelectorKey]   # the core's: fd -> current key
 
-    def _after_fork(self):
+    if TYPE_CHECKING:
+        # Provided by each core.
+        @property
+        def closed(self) -> bool: ...
+
+        def _select(self, timeout: float | None = None,
+                    limit: int | None = None) -> Ready: ...
+
+    def _after_fork(self) -> None:
         """In a child process: only the forking thread exists there, so a
         dispatch() that another thread had under way is gone.  Cores with a
         kernel object shared with the parent extend this."""
         self._dispatch_thread = None
 
     @property
-    def maxevents(self):
+    def maxevents(self) -> int | None:
         return self._maxevents
 
     @maxevents.setter
-    def maxevents(self, value):
+    def maxevents(self, value: int | None) -> None:
         self._maxevents = check_maxevents(value)
 
-    def _limit(self, maxevents):
+    def _limit(self, maxevents: int | None) -> int | None:
         if maxevents is None:
             return self._maxevents
         return check_maxevents(maxevents)
 
-    def _take(self, ready, limit):
+    def _take(self, ready: Ready, limit: int) -> Ready:
         """At most *limit* of *ready*, starting where the previous limited
         batch stopped: the ones left out are still ready (level) and come
         first next time, so nobody starves (poll and select only; the
@@ -56,14 +74,16 @@ class DispatchMixin:
         self._rotor = start + limit
         return (ready[start:] + ready[:start])[:limit]
 
-    def select(self, timeout=None, maxevents=None):
+    def select(self, timeout: float | None = None,
+               maxevents: int | None = None) -> Ready:
         if self._dispatch_thread is not None \
                 and self._dispatch_thread == get_ident():
             raise RuntimeError("select() called from a dispatch() callback "
                                "of the same selector")
         return self._select(timeout, self._limit(maxevents))
 
-    def dispatch(self, timeout=None, maxevents=None):
+    def dispatch(self, timeout: float | None = None,
+                 maxevents: int | None = None) -> int:
         if self.closed:
             raise closed_error()
         if self._dispatch_thread is not None:
@@ -93,7 +113,7 @@ class DispatchMixin:
         finally:
             self._dispatch_thread = None
 
-    def _deliver_pending(self):
+    def _deliver_pending(self) -> int:
         # The hot loop of the Python tiers: locals only.  No closed check
         # per event is needed: close() empties _keys, so every event after
         # a callback that closed the selector fails the identity check.

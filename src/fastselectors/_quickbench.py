@@ -15,6 +15,8 @@ all alike); each figure is the median of the rounds, and each ratio is
 stdlib / fastselectors from the same run (above 1: fastselectors faster).
 """
 
+from __future__ import annotations
+
 import resource
 import selectors as stdlib
 import socket
@@ -23,29 +25,49 @@ import time
 
 import fastselectors
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from selectors import BaseSelector, SelectorKey
+    from typing import TypeVar
+
+    from ._selectors import CoreSelector
+
+    _K = TypeVar("_K")
+    _S = TypeVar("_S", bound=BaseSelector)
+    Pair = tuple[socket.socket, socket.socket]
+
 READ, WRITE = fastselectors.EVENT_READ, fastselectors.EVENT_WRITE
 
+# Every file object registered here is a socket, which SelectorKey's type
+# (its fileobj is any FileDescriptorLike) cannot say: hence the few
+# "type: ignore"s on key.fileobj below (a check would cost time in the
+# timed loops).
 
-def _median_rounds(runners, rounds):
-    """runners: {name: fn() -> seconds per unit}; median per name."""
-    samples = {name: [] for name in runners}
+
+def _median_rounds(runners: Mapping[_K, Callable[..., float]],
+                   rounds: int) -> dict[_K, float]:
+    """runners: {name: fn() -> seconds per unit}; median per name.
+    (Each fn is called without arguments: ``...`` lets them be lambdas
+    that bind their loop variables as defaults.)"""
+    samples: dict[_K, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, fn in runners.items():
             samples[name].append(fn())
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def _pairs(n):
+def _pairs(n: int) -> list[Pair]:
     return [socket.socketpair() for _ in range(n)]
 
 
-def _close(pairs):
+def _close(pairs: Iterable[Pair]) -> None:
     for a, b in pairs:
         a.close()
         b.close()
 
 
-def _fd_budget():
+def _fd_budget() -> int:
     """Usable fds: raise the soft limit to the hard one where allowed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
@@ -57,14 +79,16 @@ def _fd_budget():
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _classes(name):
+def _classes(name: str
+             ) -> tuple[type[BaseSelector], type[BaseSelector]] | None:
     ours = getattr(fastselectors, name, None)
     theirs = getattr(stdlib, name, None)
     return (theirs, ours) if ours is not None and theirs is not None \
         else None
 
 
-def w1_select_all_ready(nfds, rounds, budget=0.1):
+def w1_select_all_ready(nfds: int, rounds: int, budget: float = 0.1
+                        ) -> Iterator[tuple[str, float, float]]:
     """Yield (selector name, stdlib ns/event, ours ns/event)."""
     pairs = _pairs(nfds // 2)
     socks = [s for pair in pairs for s in pair]
@@ -89,21 +113,22 @@ def w1_select_all_ready(nfds, rounds, budget=0.1):
         _close(pairs)
 
 
-def _time_calls(select, calls):
+def _time_calls(select: Callable[[float], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         select(0)
     return (time.perf_counter() - start) / calls
 
 
-def _pingpong_select(sel, a, b, trips):
+def _pingpong_select(sel: BaseSelector, a: socket.socket, b: socket.socket,
+                     trips: int) -> float:
     """One byte bounced between a and b, each woken by sel.select()."""
     buf = b"x"
     start = time.perf_counter()
     b.send(buf)
     for _ in range(trips):
         for key, _ in sel.select():
-            sock = key.fileobj
+            sock: socket.socket = key.fileobj  # type: ignore[assignment]
             sock.recv(1)
             (b if sock is a else a).send(buf)
     elapsed = time.perf_counter() - start
@@ -115,7 +140,8 @@ def _pingpong_select(sel, a, b, trips):
     return elapsed / trips
 
 
-def w2_pingpong(idle_counts, rounds, trips=3000):
+def w2_pingpong(idle_counts: Iterable[int], rounds: int, trips: int = 3000
+                ) -> Iterator[tuple[int, dict[str, float]]]:
     """Yield (N idle, {impl: ns per round trip}) for epoll and poll."""
     impls = [("stdlib epoll", stdlib.EpollSelector, False),
              ("fast epoll", fastselectors.EpollSelector, False),
@@ -131,7 +157,7 @@ def w2_pingpong(idle_counts, rounds, trips=3000):
         (a, b), = _pairs(1)
         for s in (a, b):
             s.setblocking(False)
-        sels = {}
+        sels: dict[str, tuple[BaseSelector, bool]] = {}
         try:
             for label, cls, use_dispatch in impls:
                 sel = cls()
@@ -139,8 +165,10 @@ def w2_pingpong(idle_counts, rounds, trips=3000):
                     sel.register(x, READ)
                     sel.register(y, READ)
                 if use_dispatch:
-                    def echo(key, events, a=a, b=b):
-                        key.fileobj.recv(1)
+                    def echo(key: SelectorKey, events: int,
+                             a: socket.socket = a,
+                             b: socket.socket = b) -> None:
+                        key.fileobj.recv(1)  # type: ignore[union-attr]
                         (b if key.fileobj is a else a).send(b"x")
                     sel.register(a, READ, echo)
                     sel.register(b, READ, echo)
@@ -162,7 +190,8 @@ def w2_pingpong(idle_counts, rounds, trips=3000):
             _close(idle + [(a, b)])
 
 
-def _pingpong_dispatch(sel, a, b, trips):
+def _pingpong_dispatch(sel: CoreSelector, a: socket.socket,
+                       b: socket.socket, trips: int) -> float:
     start = time.perf_counter()
     b.send(b"x")
     for _ in range(trips):
@@ -176,7 +205,8 @@ def _pingpong_dispatch(sel, a, b, trips):
     return elapsed / trips
 
 
-def w3_echo(npairs, rounds, events=20000):
+def w3_echo(npairs: int, rounds: int, events: int = 20000
+            ) -> dict[str, float]:
     """{impl: events per second} for P pairs echoing a byte each."""
     pairs = _pairs(npairs)
     for a, b in pairs:
@@ -186,12 +216,12 @@ def w3_echo(npairs, rounds, events=20000):
     for a, b in pairs:
         peer[a], peer[b] = b, a
 
-    def callback(key, events):
-        sock = key.fileobj
+    def callback(key: SelectorKey, events: int) -> None:
+        sock: socket.socket = key.fileobj  # type: ignore[assignment]
         sock.recv(1)
         peer[sock].send(b"x")
 
-    def stdlib_loop(sel, n):
+    def stdlib_loop(sel: BaseSelector, n: int) -> int:
         done = 0
         while done < n:
             for key, ev in sel.select():
@@ -199,7 +229,7 @@ def w3_echo(npairs, rounds, events=20000):
                 done += 1
         return done
 
-    def dispatch_loop(sel, n):
+    def dispatch_loop(sel: CoreSelector, n: int) -> int:
         done = 0
         dispatch = sel.dispatch
         while done < n:
@@ -214,7 +244,7 @@ def w3_echo(npairs, rounds, events=20000):
              "fast dispatch()": (getattr(fastselectors, default),
                                  dispatch_loop)}
 
-    def run(cls, loop):
+    def run(cls: Callable[[], _S], loop: Callable[[_S, int], int]) -> float:
         sel = cls()
         try:
             for a, b in pairs:

@@ -25,6 +25,8 @@ close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
 Python frame runs between the caller and ``epoll_wait`` (issue #3).
 """
 
+from __future__ import annotations
+
 import os
 import weakref
 from selectors import BaseSelector, SelectorKey
@@ -32,11 +34,20 @@ from selectors import BaseSelector, SelectorKey
 from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
                     check_supported, closed_error, fileobj_to_fd)
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Callable, ClassVar
+
+    from _typeshed import FileDescriptorLike
+
+    from ._types import Core, KernelFdCore, Ready
+
 # Every open selector, for the fork handler below.
-_live = weakref.WeakSet()
+_live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     """A child process must not share its selectors' epoll instances with
     the parent (a change in one would change the other, and both would
     steal each other's events): each core rebuilds itself (issue #5)."""
@@ -56,25 +67,32 @@ if hasattr(os, "register_at_fork"):
 # constructors (250 and 740 ns here); tuple.__new__ builds the very same
 # SelectorKey in 150 ns.  register() and modify() are hot in servers that
 # toggle write interest (issue #3).
-_new_key = tuple.__new__
+_new_key: Callable[[type[SelectorKey],
+                    tuple[FileDescriptorLike, int, int, Any]],
+                   SelectorKey] = tuple.__new__
 
 
 class CoreSelector(BaseSelector):
     """A ``selectors.BaseSelector`` whose kernel work is done by a core."""
 
-    #: The core class; set by each concrete selector.
-    _core_cls = None
+    #: The core class; set by each concrete selector (make_selector), None
+    #: only on the bases (hence the ignore: no concrete class has None).
+    _core_cls: ClassVar[type[Core]] = None  # type: ignore[assignment]
     #: The events bits its core can honour (the core's SUPPORTED).
     _supported = 0
 
+    _core: Core
+    _fd_to_key: dict[int, SelectorKey]
+    _map: SelectorMapping | None    # None once closed
+
     @classmethod
-    def supports(cls, flag):
+    def supports(cls, flag: int) -> bool:
         """Return True if this selector honours every bit of *flag* (e.g.
         ``EpollSelector.supports(EDGE)``); never raises."""
         return (isinstance(flag, int) and flag > 0
                 and not flag & ~cls._supported)
 
-    def __init__(self, maxevents=None):
+    def __init__(self, maxevents: int | None = None) -> None:
         """Parameters:
             maxevents: the default batch size of select() and dispatch()
                 (None: every ready fd in one call, as the stdlib)
@@ -86,12 +104,13 @@ class CoreSelector(BaseSelector):
         self._map = SelectorMapping(self)
         # Bind the core's select() and dispatch() on the instance, skipping
         # our Python wrappers -- unless a subclass overrides them: it wins.
+        # (mypy forbids assigning to a method; here it is the point.)
         if type(self).select is CoreSelector.select:
-            self.select = self._core.select
+            self.select = self._core.select  # type: ignore[method-assign]
         if type(self).dispatch is CoreSelector.dispatch:
-            self.dispatch = self._core.dispatch
+            self.dispatch = self._core.dispatch  # type: ignore[method-assign]
 
-    def _fileobj_lookup(self, fileobj):
+    def _fileobj_lookup(self, fileobj: FileDescriptorLike) -> int:
         """Like ``fileobj_to_fd`` but finds a registered object whose fd can
         no longer be read (e.g. a closed socket), by identity."""
         try:
@@ -102,7 +121,8 @@ class CoreSelector(BaseSelector):
                     return key.fd
             raise
 
-    def register(self, fileobj, events, data=None):
+    def register(self, fileobj: FileDescriptorLike, events: int,
+                 data: Any = None) -> SelectorKey:
         """Register a file object.
 
         Parameters:
@@ -139,7 +159,7 @@ class CoreSelector(BaseSelector):
             raise
         return key
 
-    def unregister(self, fileobj):
+    def unregister(self, fileobj: FileDescriptorLike) -> SelectorKey:
         """Unregister a file object; a since-closed fd does not raise.
 
         Returns:
@@ -154,7 +174,8 @@ class CoreSelector(BaseSelector):
         self._core.unregister(key.fd)
         return key
 
-    def modify(self, fileobj, events, data=None):
+    def modify(self, fileobj: FileDescriptorLike, events: int,
+               data: Any = None) -> SelectorKey:
         """Change the events or the data of a registered file object.
 
         Returns:
@@ -196,7 +217,7 @@ class CoreSelector(BaseSelector):
                 raise
         return key
 
-    def rearm(self, fileobj):
+    def rearm(self, fileobj: FileDescriptorLike) -> SelectorKey:
         """Re-arm a ONESHOT registration with its current events and data
         (the same as ``modify(fileobj, key.events, key.data)``).
 
@@ -209,16 +230,17 @@ class CoreSelector(BaseSelector):
         return self.modify(fileobj, key.events, key.data)
 
     @property
-    def maxevents(self):
+    def maxevents(self) -> int | None:
         """The default batch size of select() and dispatch(); None: every
         ready fd in one call.  Settable."""
         return self._core.maxevents
 
     @maxevents.setter
-    def maxevents(self, value):
+    def maxevents(self, value: int | None) -> None:
         self._core.maxevents = value
 
-    def select(self, timeout=None, maxevents=None):
+    def select(self, timeout: float | None = None,
+               maxevents: int | None = None) -> Ready:
         """Wait until some registered file objects are ready, or timeout.
 
         Parameters:
@@ -237,7 +259,8 @@ class CoreSelector(BaseSelector):
         """
         return self._core.select(timeout, maxevents)
 
-    def dispatch(self, timeout=None, maxevents=None):
+    def dispatch(self, timeout: float | None = None,
+                 maxevents: int | None = None) -> int:
         """Wait once, then call ``key.data(key, events)`` for every ready
         registration; return how many callbacks ran.
 
@@ -273,7 +296,7 @@ class CoreSelector(BaseSelector):
         """
         return self._core.dispatch(timeout, maxevents)
 
-    def close(self):
+    def close(self) -> None:
         """Close the selector and free the kernel resources; idempotent."""
         try:
             self._core.close()
@@ -281,12 +304,14 @@ class CoreSelector(BaseSelector):
             self._fd_to_key.clear()
             self._map = None
 
-    def get_map(self):
+    def get_map(self) -> Mapping[FileDescriptorLike, SelectorKey]:
         """Return the live read-only mapping of file objects to keys, or
         None once closed."""
-        return self._map
+        # None once closed, as the stdlib's; its typeshed stub, which this
+        # signature must match, does not say so.
+        return self._map  # type: ignore[return-value]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._map is None else \
             "{} registered".format(len(self._fd_to_key))
         return "<{}.{} {}>".format(type(self).__module__,
@@ -296,12 +321,16 @@ class CoreSelector(BaseSelector):
 class KernelFdSelector(CoreSelector):
     """A selector whose core owns a kernel fd (epoll)."""
 
-    def fileno(self):
+    _core: KernelFdCore
+
+    def fileno(self) -> int:
         """Return the kernel object's file descriptor."""
         return self._core.fileno()
 
 
-def make_selector(name, core_cls, base=CoreSelector, doc=None):
+def make_selector(name: str, core_cls: type[Core],
+                  base: type[CoreSelector] = CoreSelector,
+                  doc: str | None = None) -> type[CoreSelector]:
     """Build the public class *name* over *core_cls*."""
     return type(name, (base,), {
         "_core_cls": core_cls,

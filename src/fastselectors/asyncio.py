@@ -28,48 +28,71 @@ emits the stdlib's own ``DeprecationWarning`` from
 ``asyncio.set_event_loop_policy``.
 """
 
+from __future__ import annotations
+
 import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
 
 from . import DefaultSelector as _DefaultSelector
 
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
+
 __all__ = ["new_event_loop", "EventLoopPolicy", "install", "run"]
 
 
-def new_event_loop():
+def new_event_loop() -> _asyncio.SelectorEventLoop:
     """A new :class:`asyncio.SelectorEventLoop` over
     ``fastselectors.DefaultSelector()``."""
     return _asyncio.SelectorEventLoop(_DefaultSelector())
 
 
-def _policy_base():
-    # On Windows asyncio's default policy makes proactor loops; the selector
-    # policy is the one whose loops we can mirror.  From 3.14 on, reading the
-    # policy classes off the asyncio module warns: that deprecation is the
-    # user's to see when they *use* a policy (install()), not at import.
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore", DeprecationWarning)
-        if _sys.platform == "win32":
-            return _asyncio.WindowsSelectorEventLoopPolicy
-        return _asyncio.DefaultEventLoopPolicy
+if TYPE_CHECKING:
+    # The base is chosen at run time, below, through "_sys.platform", which
+    # type checkers do not follow ("sys.platform" only): they get the one
+    # chosen on their platform from here.
+    import sys
+    if sys.platform == "win32":
+        _PolicyBase = _asyncio.WindowsSelectorEventLoopPolicy
+    else:
+        _PolicyBase = _asyncio.DefaultEventLoopPolicy
+else:
+    def _policy_base() -> type[_asyncio.AbstractEventLoopPolicy]:
+        # On Windows asyncio's default policy makes proactor loops; the
+        # selector policy is the one whose loops we can mirror.  From 3.14
+        # on, reading the policy classes off the asyncio module warns: that
+        # deprecation is the user's to see when they *use* a policy
+        # (install()), not at import.
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", DeprecationWarning)
+            if _sys.platform == "win32":
+                return _asyncio.WindowsSelectorEventLoopPolicy
+            return _asyncio.DefaultEventLoopPolicy
+
+    _PolicyBase = _policy_base()
+del TYPE_CHECKING
 
 
-class EventLoopPolicy(_policy_base()):
+class EventLoopPolicy(_PolicyBase):
     """An asyncio event loop policy whose loops use fastselectors.
 
     Deprecated along with all asyncio policies in Python 3.14; prefer
     :func:`run` or ``loop_factory=new_event_loop``.
     """
 
-    def new_event_loop(self):
+    def new_event_loop(self) -> _asyncio.SelectorEventLoop:
         return new_event_loop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<fastselectors.asyncio.EventLoopPolicy>"
 
 
-def install():
+def install() -> None:
     """Make asyncio create fastselectors loops: sets an
     :class:`EventLoopPolicy` with ``asyncio.set_event_loop_policy``.
 
@@ -79,7 +102,7 @@ def install():
     _asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main, *, debug=None):
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     """Run coroutine *main* on a new fastselectors loop and return its
     result, like :func:`asyncio.run`: leftover tasks are cancelled,
     async generators and the default executor are shut down and the loop is
@@ -95,7 +118,7 @@ def run(main, *, debug=None):
     return _run_fallback(main, debug)
 
 
-def _run_fallback(main, debug):
+def _run_fallback(main: Coroutine[Any, Any, _T], debug: bool | None) -> _T:
     """asyncio.run() of Python 3.9/3.10, on our loop."""
     _refuse_running_loop()
     if not _asyncio.iscoroutine(main):
@@ -119,14 +142,14 @@ def _run_fallback(main, debug):
             loop.close()
 
 
-def _refuse_running_loop():
+def _refuse_running_loop() -> None:
     if _asyncio.events._get_running_loop() is not None:
         raise RuntimeError(
             "fastselectors.asyncio.run() cannot be called from a running "
             "event loop")
 
 
-def _cancel_all_tasks(loop):
+def _cancel_all_tasks(loop: _asyncio.AbstractEventLoop) -> None:
     to_cancel = _asyncio.all_tasks(loop)
     if not to_cancel:
         return
