@@ -613,8 +613,13 @@ rebuild(EpollCore *self, int verify)
             entry->parked = 1;
             continue;
         }
+        /* An EXCLUSIVE registration answers every EPOLL_CTL_MOD with
+         * EINVAL (epoll_ctl(2)) -- but only if it is there: ENOENT or
+         * EBADF mean it is gone.  Hence EINVAL counts as present, and the
+         * probe leaves EXCLUSIVE out of the mask (with it, EINVAL always). */
         if (verify && ctl_raw(self->epfd, EPOLL_CTL_MOD, (int)fd,
-                              entry->events, entry->gen) < 0) {
+                              entry->events & ~FS_EXCLUSIVE, entry->gen) < 0
+                && errno != EINVAL) {
             continue;   /* gone from the kernel: as a closed fd is */
         }
         /* Fails only as the MOD above would have (after fork: the fd was
