@@ -45,10 +45,12 @@ from time import monotonic
 from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
                     READINESS, ReadinessMap, closed_error)
 from ._cffi_epoll import ffi, lib
+from ._orphans import OrphanGuard
 from ._pydispatch import DispatchMixin
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from selectors import SelectorKey
     from typing import ClassVar
 
@@ -132,7 +134,7 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 mask |= kernel
         return mask
 
-    class EpollCore(DispatchMixin):
+    class EpollCore(OrphanGuard, DispatchMixin):
         """epoll(7) core: a kernel epoll fd plus a dict fd -> key.
 
         The event buffer (``struct epoll_event[]``) is allocated once and
@@ -162,12 +164,41 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             self._keys = {}
             self._size = 8      # buffer slots; >= max(len(_keys), 1)
             self._free = [ffi.new("struct epoll_event[]", self._size)]
+            self._init_orphans()
+
+        # Orphaned registrations: _orphans.py.
+
+        def _epoll_mask(self, events: int) -> int:
+            return _epoll_mask(events)
+
+        def _kernel_fd(self) -> int:
+            return self._epfd
+
+        def _probe(self, fd: int, mask: int) -> int:
+            ev = ffi.new("struct epoll_event *")
+            ev.events = mask
+            ev.data.fd = fd
+            if _epoll_ctl(self._epfd, _EPOLL_CTL_MOD, fd, ev) < 0:
+                return ffi.errno or -1
+            return 0
+
+        def _fresh(self, fds: Iterable[tuple[int, int]]) -> int:
+            epfd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
+            if epfd < 0:
+                raise _errno_error()
+            ev = ffi.new("struct epoll_event *")
+            for fd, mask in fds:
+                ev.events = mask
+                ev.data.fd = fd
+                _epoll_ctl(epfd, _EPOLL_CTL_ADD, fd, ev)    # refusal: ignored
+            return epfd
 
         def register(self, fd: int, events: int, key: SelectorKey) -> None:
             epfd = self._epfd
             if epfd < 0:
                 raise closed_error()
             _check_fd(fd)
+            self._before_register(fd, events)
             ev = ffi.new("struct epoll_event *")    # zeroed: data.u64 == 0
             ev.events = _epoll_mask(events)
             ev.data.fd = fd
@@ -197,7 +228,9 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 ev = ffi.new("struct epoll_event *")
                 ev.events = _epoll_mask(events)
                 ev.data.fd = fd
-                if old & EXCLUSIVE:
+                if self._before_modify(fd, events):
+                    op = _EPOLL_CTL_ADD     # parked: see _orphans.py
+                elif old & EXCLUSIVE:
                     # The kernel refuses EPOLL_CTL_MOD of an exclusive
                     # registration (epoll_ctl(2), EINVAL): delete and add
                     # again; the add re-checks readiness, no edge is lost.
@@ -215,11 +248,14 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             key = self._keys.pop(fd, None)
             if key is None or self._epfd < 0:
                 return
-            # Errors ignored, like the stdlib selectors: a closed fd
-            # (EBADF) has left the epoll set already -- or, if a dup keeps
-            # its open file alive, can no longer be removed; its events are
-            # then skipped by _select() while no key has that fd number.
-            _epoll_ctl(self._epfd, _EPOLL_CTL_DEL, fd, ffi.NULL)
+            # A failure is not reported, like the stdlib selectors: a
+            # closed fd (EBADF) has left the epoll set already -- or, if a
+            # dup keeps its open file alive, can no longer be removed: an
+            # orphan, handled by _orphans.py.
+            if (self._unregistered_fd(fd)
+                    and _epoll_ctl(self._epfd, _EPOLL_CTL_DEL, fd,
+                                   ffi.NULL) < 0):
+                self._del_failed(fd)
 
         @property
         def closed(self) -> bool:
@@ -239,9 +275,15 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             size = len(buf)
             if limit and limit < size:
                 size = limit    # the kernel keeps the rest, rotating
-            n = _epoll_wait_ns(epfd, buf, size, ms, _timeout_ns(timeout, ms))
-            if n < 0:
-                n = self._wait_again(epfd, buf, size, ms, deadline)
+            waiting = self._waiting
+            waiting.append(None)
+            try:
+                n = _epoll_wait_ns(epfd, buf, size, ms,
+                                   _timeout_ns(timeout, ms))
+                if n < 0:
+                    n = self._wait_again(epfd, buf, size, ms, deadline)
+            finally:
+                waiting.pop()
             ready = []
             keys = self._keys
             for i in range(n):
@@ -252,6 +294,8 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
                 events = _EPOLL_TO_READY[ev.events] & key.events & READINESS
                 if events:  # 0: the interest changed after the kernel spoke
                     ready.append((key, events))
+            if self._oneshot_seen or self._suspects:    # rare: _orphans.py
+                self._after_wait(ready, [buf[i].data.fd for i in range(n)])
             if len(buf) >= self._size:
                 self._free.append(buf)
             return ready
@@ -283,24 +327,14 @@ if hasattr(lib, "epoll_wait"):     # Linux only: see csrc/ffi/build_ffi.py
             return self._epfd
 
         def _after_fork(self) -> None:
-            # A fresh epoll instance with the same registrations: the
-            # inherited one is the parent's (see csrc/epoll_core.c).
+            # A fresh epoll instance with the same registrations, at the
+            # same fd number: the inherited one is the parent's (see
+            # csrc/epoll_core.c).
             super()._after_fork()
-            old = self._epfd
-            if old < 0:
-                return
-            epfd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
-            if epfd < 0:
-                raise _errno_error()
-            self._epfd = epfd
-            os.close(old)
-            ev = ffi.new("struct epoll_event *")
-            for fd, key in self._keys.items():
-                ev.events = _epoll_mask(key.events)
-                ev.data.fd = fd
-                # A refusal: closed meanwhile, as a closed fd in the parent.
-                _epoll_ctl(epfd, _EPOLL_CTL_ADD, fd, ev)
-            self._free = [ffi.new("struct epoll_event[]", self._size)]
+            self._waiting = []
+            if self._epfd >= 0:
+                self._rebuild(verify=False)
+                self._free = [ffi.new("struct epoll_event[]", self._size)]
 
         def precise_timeouts(self) -> bool:
             """True if waits use epoll_pwait2 (sub-ms) in this process."""

@@ -8,12 +8,14 @@ gives exactly the stdlib's errors for fds >= FD_SETSIZE and closed fds.
 from __future__ import annotations
 
 import math
+import os
 import select
 import sys
 from selectors import EVENT_READ, EVENT_WRITE
 
 from ._base import (EDGE, EVENT_PRIORITY, EVENT_RDHUP, EXCLUSIVE, ONESHOT,
                     READINESS, ReadinessMap, closed_error)
+from ._orphans import OrphanGuard
 from ._pydispatch import DispatchMixin
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
@@ -143,7 +145,7 @@ class _PollLikeCore(DispatchMixin):
 
 
 if hasattr(select, "epoll"):
-    class EpollCore(_PollLikeCore):
+    class EpollCore(OrphanGuard, _PollLikeCore):
         _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
         # PyPy's select module lacks EPOLLRDHUP and EPOLLEXCLUSIVE: the
         # kernel ABI's values (include/uapi/linux/eventpoll.h) stand in.
@@ -158,35 +160,94 @@ if hasattr(select, "epoll"):
         SUPPORTED: ClassVar[int] = READINESS | EDGE | ONESHOT | EXCLUSIVE
         _poller: select.epoll | None
 
+        def __init__(self) -> None:
+            super().__init__()
+            self._init_orphans()
+
         @staticmethod
         def _new_poller() -> select.epoll:
             return select.epoll()
 
+        # Orphaned registrations: _orphans.py.
+
+        def _epoll_mask(self, events: int) -> int:
+            return self._mask(events)
+
+        def _kernel_fd(self) -> int:
+            return self._poller.fileno()  # type: ignore[union-attr]  # open
+
+        def _probe(self, fd: int, mask: int) -> int:
+            try:
+                self._poller.modify(  # type: ignore[union-attr]  # open
+                    fd, mask)
+            except OSError as exc:
+                return exc.errno or -1
+            return 0
+
+        def _fresh(self, fds: Iterable[tuple[int, int]]) -> int:
+            new = select.epoll()
+            for fd, mask in fds:
+                try:
+                    new.register(fd, mask)
+                except OSError:
+                    pass
+            try:
+                return os.dup(new.fileno())     # select.epoll has no detach()
+            finally:
+                new.close()
+
+        def register(self, fd: int, events: int, key: SelectorKey) -> None:
+            if self._poller is None:
+                raise closed_error()
+            self._before_register(fd, events)
+            super().register(fd, events, key)
+
         def _kernel_modify(self, fd: int, old: int, events: int) -> None:
-            if old & EXCLUSIVE:
+            poller = self._poller
+            assert poller is not None   # modify() checked
+            if self._before_modify(fd, events):
+                poller.register(fd, self._mask(events))     # was parked
+            elif old & EXCLUSIVE:
                 # The kernel refuses EPOLL_CTL_MOD of an exclusive
                 # registration (epoll_ctl(2), EINVAL): delete and add again.
                 # The add re-checks readiness, so no edge is lost.
-                self._poller.unregister(  # type: ignore[union-attr]  # open
-                    fd)
-                self._poller.register(  # type: ignore[union-attr]  # open
-                    fd, self._mask(events))
+                poller.unregister(fd)
+                poller.register(fd, self._mask(events))
             else:
-                self._poller.modify(  # type: ignore[union-attr]  # open
-                    fd, self._mask(events))
+                poller.modify(fd, self._mask(events))
+
+        def unregister(self, fd: int) -> None:
+            if self._keys.pop(fd, None) is None or self._poller is None:
+                return
+            if self._unregistered_fd(fd):
+                try:
+                    self._poller.unregister(fd)
+                except OSError:
+                    # Closed, or the number names another file now: if a
+                    # dup keeps the old file alive, it is an orphan.
+                    self._del_failed(fd)
 
         def _select(self, timeout: float | None = None,
                     limit: int | None = None) -> Ready:
-            if self._poller is None:
+            poller = self._poller
+            if poller is None:
                 raise closed_error()
             ms = _poll_timeout_ms(timeout)
             size = max(len(self._keys), 1)
             # No "except InterruptedError" (the stdlib has one): since PEP
             # 475 the call retries EINTR itself, so an InterruptedError
             # here was raised by a signal handler and must propagate.
-            fd_event_list = self._poller.poll(
-                -1 if ms < 0 else ms * 1e-3, min(limit or size, size))
-            return self._results(fd_event_list)
+            waiting = self._waiting
+            waiting.append(None)
+            try:
+                fd_event_list = poller.poll(
+                    -1 if ms < 0 else ms * 1e-3, min(limit or size, size))
+            finally:
+                waiting.pop()
+            ready = self._results(fd_event_list)
+            if self._oneshot_seen or self._suspects:    # rare: _orphans.py
+                self._after_wait(ready, [fd for fd, _ in fd_event_list])
+            return ready
 
         def fileno(self) -> int:
             if self._poller is None:
@@ -194,18 +255,13 @@ if hasattr(select, "epoll"):
             return self._poller.fileno()
 
         def _after_fork(self) -> None:
-            # A fresh epoll instance with the same registrations: the
-            # inherited one is the parent's (see csrc/epoll_core.c).
+            # A fresh epoll instance with the same registrations, at the
+            # same fd number: the inherited one is the parent's (see
+            # csrc/epoll_core.c).
             super()._after_fork()
-            if self._poller is None:
-                return
-            old, self._poller = self._poller, select.epoll()
-            old.close()
-            for fd, key in self._keys.items():
-                try:
-                    self._poller.register(fd, self._mask(key.events))
-                except OSError:
-                    pass    # closed meanwhile: as a closed fd in the parent
+            self._waiting = []
+            if self._poller is not None:
+                self._rebuild(verify=False)
 
 
 if hasattr(select, "poll"):       # not on Windows
@@ -352,8 +408,19 @@ class SelectCore(DispatchMixin):
         r: list[int] | set[int]     # each list becomes a set below
         w: list[int] | set[int]
         x: list[int] | set[int] | tuple[()]
-        r, w, x = _select_fds(self._readers, self._writers, self._urgent,
-                              timeout)
+        try:
+            r, w, x = _select_fds(self._readers, self._writers, self._urgent,
+                                  timeout)
+        except RuntimeError as exc:
+            # select.select turns each set into a list; a GC finalizer run
+            # by an allocation in between may unregister an fd: "Set changed
+            # size during iteration" (the stdlib's SelectSelector raises
+            # it).  It fails before the wait, so nothing is lost: wait on
+            # private copies.  A signal handler's RuntimeError propagates.
+            if "changed size during iteration" not in str(exc):
+                raise
+            r, w, x = _select_fds(set(self._readers), set(self._writers),
+                                  set(self._urgent), timeout)
         r = set(r)
         w = set(w)
         x = set(x) if x else ()     # urgent data is rare: skip the work
