@@ -127,7 +127,10 @@ class CoreSelector(BaseSelector):
 
         Parameters:
             fileobj: file object or file descriptor
-            events: mask of ``EVENT_READ | EVENT_WRITE``
+            events: mask of ``EVENT_READ | EVENT_WRITE``, plus any
+                extended flags the class ``supports()`` (``EDGE``,
+                ``ONESHOT``, ``EXCLUSIVE``, ``EVENT_PRIORITY``,
+                ``EVENT_RDHUP``)
             data: any object, returned in the key
         Returns:
             the new ``SelectorKey``
@@ -225,6 +228,8 @@ class CoreSelector(BaseSelector):
             the registration's ``SelectorKey``
         Raises:
             KeyError: fileobj is not registered
+            RuntimeError: the selector is closed (from ``get_key()``, as
+                the stdlib's)
         """
         key = self.get_key(fileobj)
         return self.modify(fileobj, key.events, key.data)
@@ -246,9 +251,9 @@ class CoreSelector(BaseSelector):
         Parameters:
             timeout: None blocks; <= 0 polls; otherwise seconds, rounded up
                 to the kernel's resolution (never returns early)
-            maxevents: at most this many results (default: the selector's
-                ``maxevents``); the rest come on the next calls, and no fd
-                starves
+            maxevents: at most this many results (None: the selector's
+                ``maxevents``, whose default None means every ready fd);
+                the rest come on the next calls, and no fd starves
         Returns:
             list of ``(key, events)``; ``events`` is the ready subset of
             ``key.events`` (HUP and ERR report both read and write interest)
@@ -256,6 +261,9 @@ class CoreSelector(BaseSelector):
             ValueError: closed selector, NaN timeout
             OverflowError: timeout too large for the kernel
             TypeError: timeout is not a number
+            RuntimeError: called from a dispatch() callback of this selector
+            OSError: the kernel refused the wait (e.g. SelectSelector with a
+                closed fd still registered: EBADF, as in the stdlib)
         """
         return self._core.select(timeout, maxevents)
 
@@ -283,8 +291,10 @@ class CoreSelector(BaseSelector):
           count so far and the rest is dropped.
         - Re-entrant ``dispatch()`` or ``select()`` from a callback of the
           same selector raises ``RuntimeError``; so does a dispatch() while
-          another thread is inside dispatch() on the same selector (select()
-          from other threads is fine).
+          another thread is inside dispatch() on the same selector.
+          select() from other threads is fine, except on the pure tier's
+          PollSelector: ``select.poll`` refuses two concurrent waits
+          (``RuntimeError``), as the stdlib's PollSelector does.
 
         Parameters:
             timeout, maxevents: as for select()
