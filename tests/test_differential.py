@@ -22,6 +22,8 @@ file asserts fastselectors' own behaviour.
 import math
 import os
 import resource
+import selectors
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -1068,3 +1070,37 @@ def test_select_selector_modify_after_fd_closed_keeps_registration(env):
         assert len(sel.get_map()) == 0
     finally:
         sel.close()
+
+
+@pytest.mark.parametrize("how", ["data-only-with-True", "events-via-fd",
+                                 "events-via-object", "data-only-via-fd"])
+def test_modify_key_contents_and_map_order_match_the_stdlib(selector_pair,
+                                                            how):
+    """Which object and which events value end up in the key after
+    modify(), and the map's order: the stdlib's SelectSelector modifies by
+    unregister() + register(), its poll/epoll selectors by _replace().
+    (Found by tests/test_model_fuzz.py.)"""
+    results = []
+    for cls in (selector_pair.ours, selector_pair.stdlib):
+        a, b = socket.socketpair()
+        c, d = socket.socketpair()
+        try:
+            with cls() as sel:
+                sel.register(a, selectors.EVENT_READ, "a")
+                sel.register(c, selectors.EVENT_READ, "c")
+                if how == "data-only-with-True":
+                    key = sel.modify(a, True, "a2")
+                elif how == "events-via-fd":
+                    key = sel.modify(a.fileno(), selectors.EVENT_WRITE, "a")
+                elif how == "events-via-object":
+                    key = sel.modify(a, selectors.EVENT_WRITE, "a")
+                else:
+                    key = sel.modify(a.fileno(), selectors.EVENT_READ, "a3")
+                results.append((
+                    "int" if isinstance(key.fileobj, int) else "socket",
+                    type(key.events).__name__, key.events, key.data,
+                    [k.data for k in sel.get_map().values()]))
+        finally:
+            for s in (a, b, c, d):
+                s.close()
+    assert results[0] == results[1]

@@ -80,6 +80,9 @@ class CoreSelector(BaseSelector):
     _core_cls: ClassVar[type[Core]] = None  # type: ignore[assignment]
     #: The events bits its core can honour (the core's SUPPORTED).
     _supported = 0
+    #: SelectSelector only: modify() behaves as unregister() + register(),
+    #: as the stdlib's (see modify()).
+    _reregister_on_modify = False
 
     _core: Core
     _fd_to_key: dict[int, SelectorKey]
@@ -206,8 +209,20 @@ class CoreSelector(BaseSelector):
         # changes nothing: that is how its users say "report it again".
         if events_changed or data != key.data or events & ONESHOT:
             fd = key.fd
-            key = _new_key(SelectorKey, (key.fileobj, fd, events, data))
+            kept = key.fileobj
             fd_to_key = self._fd_to_key
+            if self._reregister_on_modify:
+                # The stdlib's SelectSelector modifies by unregister() +
+                # register(): new events put the object *given* here in the
+                # key and move the fd to the end of the map's order; a
+                # data-only change keeps the old events value (True stays
+                # 1).  Found by tests/test_model_fuzz.py.
+                if events_changed:
+                    kept = fileobj
+                    del fd_to_key[fd]
+                else:
+                    events = key.events
+            key = _new_key(SelectorKey, (kept, fd, events, data))
             fd_to_key[fd] = key     # before the core: see register()
             try:
                 self._core.modify(fd, events, key)
@@ -345,6 +360,7 @@ def make_selector(name: str, core_cls: type[Core],
     return type(name, (base,), {
         "_core_cls": core_cls,
         "_supported": core_cls.SUPPORTED,
+        "_reregister_on_modify": name == "SelectSelector",
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),
