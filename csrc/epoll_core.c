@@ -244,8 +244,9 @@ EpollCore_dealloc(EpollCore *self)
     Py_DECREF(tp);
 }
 
-/* Make table[fd] exist.  Done before epoll_ctl so a MemoryError leaves the
- * kernel untouched. */
+/* Make table[fd] exist.  Called after the kernel accepted fd (register
+ * undoes the EPOLL_CTL_ADD if this fails): growing first would let a
+ * refused fd number cost memory in proportion to it (4 GiB for fd 10**8). */
 static int
 table_reserve(EpollCore *self, int fd)
 {
@@ -318,8 +319,13 @@ EpollCore_register_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    if (table_reserve(self, fd) < 0
-            || ctl(self, EPOLL_CTL_ADD, fd, events, self->next_gen) < 0) {
+    /* The GIL (or the critical section) is held from the add to the key
+     * being stored: no wait can see the event of a key-less entry. */
+    if (ctl(self, EPOLL_CTL_ADD, fd, events, self->next_gen) < 0) {
+        return NULL;
+    }
+    if (table_reserve(self, fd) < 0) {
+        (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
         return NULL;
     }
     entry = &self->table[fd];
@@ -504,9 +510,11 @@ error:
 static int
 batch_size(EpollCore *self, int requested)
 {
-    int all = self->nregistered <= 0 ? 1
-        : (int)Py_MIN(self->nregistered,
-                      INT_MAX / (Py_ssize_t)sizeof(struct epoll_event));
+    /* Orphans (top of this file) may take slots too: room for them, so a
+     * live fd's event is not crowded out of this wait by theirs. */
+    Py_ssize_t want = self->nregistered + self->orphans;
+    int all = want <= 0 ? 1
+        : (int)Py_MIN(want, INT_MAX / (Py_ssize_t)sizeof(struct epoll_event));
     if (requested <= 0) {
         requested = self->maxevents;
     }

@@ -233,7 +233,8 @@ if hasattr(select, "epoll"):
             if poller is None:
                 raise closed_error()
             ms = _poll_timeout_ms(timeout)
-            size = max(len(self._keys), 1)
+            # Orphans (_orphans.py) may take slots too: room for them.
+            size = max(len(self._keys) + len(self._suspects), 1)
             # No "except InterruptedError" (the stdlib has one): since PEP
             # 475 the call retries EINTR itself, so an InterruptedError
             # here was raised by a signal handler and must propagate.
