@@ -28,11 +28,14 @@ Python frame runs between the caller and ``epoll_wait`` (issue #3).
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from selectors import BaseSelector, SelectorKey
 
 from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
                     check_supported, closed_error, fileobj_to_fd)
+
+_INT_MAX = 2 ** 31 - 1
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -83,6 +86,9 @@ class CoreSelector(BaseSelector):
     #: SelectSelector only: modify() behaves as unregister() + register(),
     #: as the stdlib's (see modify()).
     _reregister_on_modify = False
+    #: EpollSelector on CPython: register() on a closed selector reports an
+    #: fd above INT_MAX as OverflowError first, as the stdlib's does.
+    _fd_range_before_closed = False
 
     _core: Core
     _fd_to_key: dict[int, SelectorKey]
@@ -146,6 +152,10 @@ class CoreSelector(BaseSelector):
         check_supported(type(self), events, self._supported)
         fd = self._fileobj_lookup(fileobj)
         if self._map is None:
+            if fd > _INT_MAX and self._fd_range_before_closed:
+                # CPython's select.epoll converts the fd to a C int before
+                # it looks at its closed state (found by the model fuzzer).
+                raise OverflowError("Python int too large to convert to C int")
             raise closed_error()
         key = _new_key(SelectorKey, (fileobj, fd, events, data))
         # The map is updated *before* the core: the kernel call may release
@@ -361,6 +371,8 @@ def make_selector(name: str, core_cls: type[Core],
         "_core_cls": core_cls,
         "_supported": core_cls.SUPPORTED,
         "_reregister_on_modify": name == "SelectSelector",
+        "_fd_range_before_closed": (name == "EpollSelector"
+                                    and sys.implementation.name == "cpython"),
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),
