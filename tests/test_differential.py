@@ -21,7 +21,10 @@ file asserts fastselectors' own behaviour.
 
 import math
 import os
-import resource
+try:
+    import resource             # POSIX only
+except ImportError:
+    resource = None
 import selectors
 import socket
 import sys
@@ -875,6 +878,9 @@ def test_raw_fd_closed_while_registered_then_select_then_unregister(same):
 @pytest.fixture
 def fd_limit_above_fd_setsize():
     """Raise the soft RLIMIT_NOFILE so that fds >= 1500 can be opened."""
+    if resource is None:
+        pytest.skip("no resource module (not POSIX): cannot raise the fd "
+                    "limit")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2048
     if soft != resource.RLIM_INFINITY and soft < wanted:

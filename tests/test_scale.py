@@ -28,7 +28,10 @@ call fails, whatever its errno.
 
 import errno
 import os
-import resource
+try:
+    import resource             # POSIX only; the module is Linux-only anyway
+except ImportError:
+    resource = None
 import selectors
 import socket
 import sys

@@ -23,6 +23,11 @@ import pytest
 
 from fastselectors import EDGE, EVENT_READ, ONESHOT
 
+pytestmark = pytest.mark.skipif(
+    os.name != "posix",
+    reason="dup'd socket fds: on Windows a socket is no C runtime fd "
+           "(os.dup fails), and there is no epoll")
+
 
 def _is_epoll(sel):
     return hasattr(sel, "fileno")
