@@ -72,6 +72,29 @@ def selector(selector_cls):
     sel.close()
 
 
+@pytest.fixture
+def sockets():
+    """``sockets()`` -> a connected non-blocking socketpair; every socket
+    made (or ``sockets.adopt()``-ed) is closed at the end."""
+    made = []
+
+    def socketpair():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        made.extend((a, b))
+        return a, b
+
+    def adopt(sock):
+        made.append(sock)
+        return sock
+
+    socketpair.adopt = adopt
+    yield socketpair
+    for sock in made:
+        sock.close()
+
+
 class FilenoObject:
     """An object that is not a file but has ``fileno()``."""
 

@@ -40,28 +40,6 @@ def _kernel_has_events(sel):
 
 
 @pytest.fixture
-def sockets():
-    """socketpair() factory; every socket is closed at the end."""
-    made = []
-
-    def socketpair():
-        a, b = socket.socketpair()
-        a.setblocking(False)
-        b.setblocking(False)
-        made.extend((a, b))
-        return a, b
-
-    def adopt(sock):
-        made.append(sock)
-        return sock
-
-    socketpair.adopt = adopt
-    yield socketpair
-    for sock in made:
-        sock.close()
-
-
-@pytest.fixture
 def raw_fds():
     """Raw fds to close at the end (the dups that keep files alive)."""
     fds = []
