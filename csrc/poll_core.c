@@ -494,6 +494,11 @@ wait_and_collect(PollCore *self, PyObject *timeout_obj, int limit)
         if (PyErr_CheckSignals() < 0) {
             goto done;
         }
+        if (self->closed) {
+            /* A signal handler closed the selector: do not wait on. */
+            fs_closed_error();
+            goto done;
+        }
         timeout.ms = fs_timeout_remaining(&timeout);
         if (timeout.ms == 0) {
             n = 0;

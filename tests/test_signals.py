@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import fastselectors
 from fastselectors import EVENT_READ
 
 pytestmark = pytest.mark.skipif(
@@ -92,3 +93,36 @@ def test_signal_does_not_lose_a_ready_event(selector, idle, alarm):
     b.send(b"x")
     for _ in range(20):
         assert [key.fileobj for key, _ in selector.select(1)] == [a]
+
+
+@pytest.mark.parametrize("method", ["select", "dispatch"])
+def test_handler_that_closes_the_selector_ends_the_wait(selector, idle,
+                                                        alarm, method):
+    """A handler that closes the selector mid-wait (and returns): the
+    native cores and the cffi epoll core stop with the closed-selector
+    error instead of retrying on a closed -- or by now reused -- epoll fd.
+    (select.poll and select.select, under the pure tier and every
+    SelectSelector, retry inside the stdlib call: they wait out the
+    timeout, then return nothing or fail cleanly.)  Never a crash; the
+    selector is closed afterwards."""
+    closed = []
+
+    def close_it(signum, frame):
+        if not closed:
+            closed.append(True)
+            selector.close()
+
+    alarm(0.02, close_it)
+    try:
+        outcome = getattr(selector, method)(0.5)
+    except (ValueError, OSError) as exc:
+        outcome = type(exc)
+    finally:
+        _quiet()
+    assert closed
+    assert outcome in (ValueError, OSError, [], 0)
+    if fastselectors.BACKEND == "native" and hasattr(selector._core,
+                                                    "registered"):
+        assert outcome is ValueError    # the C cores check after a signal
+    with pytest.raises(ValueError):
+        selector.select(0)
