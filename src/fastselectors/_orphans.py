@@ -119,7 +119,8 @@ class OrphanGuard:
             for key, _ in ready:
                 if key.events & ONESHOT:
                     self._disarmed.add(key.fd)
-        if self._suspects and not self._waiting:
+        # (Closed by another thread during the wait: nothing to rebuild.)
+        if self._suspects and not self._waiting and not self.closed:
             keys = self._keys
             for fd in fds:
                 if fd not in keys:
