@@ -4,6 +4,7 @@
 """
 
 import json
+import platform
 import sys
 
 TITLES = {
@@ -24,7 +25,7 @@ def cpu_model():
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "?"
+    return platform.processor() or "?"
 
 
 def fmt_ns(v):

@@ -39,6 +39,10 @@ sys.path.insert(0, HERE)
 
 import servers      # noqa: E402  (RESPONSE, IMPLS, DEFAULT, SKIP_EXIT)
 
+# The machine's description is the selector benchmarks' (benchmarks/report.py).
+sys.path.insert(1, os.path.dirname(HERE))
+from report import cpu_model  # noqa: E402
+
 BASE_A = "stdlib-selectors"
 BASE_C = "asyncio"
 
@@ -48,17 +52,6 @@ class RunError(Exception):
 
 
 # -- the machine -----------------------------------------------------------
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
 
 def loadavg():
     try:
