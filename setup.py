@@ -57,7 +57,7 @@ if CPYTHON and POSIX:
         "fastselectors._native",
         sources=sorted(os.path.join("csrc", f) for f in os.listdir("csrc")
                        if f.endswith(".c")),
-        depends=[os.path.join("csrc", "fastselectors.h")],
+        depends=[os.path.join("csrc", h) for h in ("fastselectors.h", "waits.h")],
         extra_compile_args=["-std=c99", "-O2", "-Wall", "-Wextra",
                             "-Wno-unused-parameter",
                             "-Wno-missing-field-initializers"],

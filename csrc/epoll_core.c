@@ -69,13 +69,10 @@
 
 #ifdef __linux__
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
-#include <sys/epoll.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include "pythread.h"
+#include "waits.h"
 
 typedef struct {
     PyObject *key;          /* the SelectorKey reported, or NULL: free */
@@ -113,11 +110,12 @@ typedef struct {
     Py_ssize_t orphans;         /* failed EPOLL_CTL_DELs since the last
                                    rebuild: kernel registrations we may no
                                    longer be able to remove */
-    int stale_seen;             /* a wait returned an orphan's event */
     int nwaiting;               /* threads inside epoll_wait() */
+    fs_stats stats;             /* stats() */
 } EpollCore;
 
-/* The event data of a registration: fd and generation in one u64. */
+/* The event data of a registration: fd and generation in one u64.  The
+ * kick (see kick_waiters) has fd -1: no entry, never delivered. */
 #define FS_PACK(fd, gen) (((uint64_t)(gen) << 32) | (uint32_t)(fd))
 #define FS_FD_OF(data) ((int)(uint32_t)(data))
 #define FS_GEN_OF(data) ((uint32_t)((data) >> 32))
@@ -294,15 +292,24 @@ ctl(EpollCore *self, int op, int fd, unsigned int events, uint32_t gen)
     return 0;
 }
 
+static int rebuild(EpollCore *self, int verify);
+
 /* EPOLL_CTL_DEL that may fail: the fd was closed (EBADF), or its number now
  * names a file that is not in the set (ENOENT).  If a dup kept the old file
  * description alive, its registration is an orphan now: count it, so that
- * its first event rebuilds the instance (see the top of this file). */
+ * its first event rebuilds the instance (see the top of this file).  Most
+ * such failures are no orphan at all (a plain close() before unregister()
+ * drops the registration), and nothing tells them apart; so that the count
+ * (which sizes the waits) cannot grow without bound, a count above the
+ * number of registrations rebuilds at once: O(n) work every n failures. */
 static void
 del_fd(EpollCore *self, int fd)
 {
     if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0) {
         self->orphans++;
+        if (self->orphans > Py_MAX(self->nregistered, 64)) {
+            (void)rebuild(self, 1);     /* EMFILE: the next one tries */
+        }
     }
 }
 
@@ -371,8 +378,11 @@ EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
         }
         entry->parked = 0;
     }
-    else if (events != entry->events || (events & FS_ONESHOT)) {
-        /* A ONESHOT registration is re-armed by every modify(). */
+    else if (events != entry->events || (events & (FS_ONESHOT | FS_EDGE))) {
+        /* A ONESHOT registration is re-armed by every modify(); an EDGE one
+         * has the kernel re-check readiness, so an edge whose pending
+         * dispatch() event this change drops is reported again (the
+         * dispatch contract, CoreSelector.dispatch). */
         if (entry->events & FS_EXCLUSIVE) {
             /* The kernel refuses EPOLL_CTL_MOD of an exclusive registration
              * (epoll_ctl(2): EINVAL): delete and add again.  The add
@@ -436,21 +446,26 @@ entry_of(EpollCore *self, const struct epoll_event *ev)
 
 /* Right after a wait returns, before any Python code can run (callbacks,
  * finalizers): note what the kernel just did.  It disarmed every ONESHOT
- * registration it reported; an event that belongs to no live entry sets
- * stale_seen, so the caller can rebuild if orphans may exist. */
-static void
-note_batch(EpollCore *self, const struct epoll_event *events, int n)
+ * registration it reported.  Returns how many events belong to live
+ * entries (stats) and sets *stale if one does not, so the caller can
+ * rebuild if orphans may exist. */
+static int
+note_batch(EpollCore *self, const struct epoll_event *events, int n,
+           int *stale)
 {
-    int i;
+    int i, live = 0;
     for (i = 0; i < n; i++) {
         fs_entry *entry = entry_of(self, &events[i]);
         if (entry == NULL) {
-            self->stale_seen = 1;
+            *stale = 1;
+            continue;
         }
-        else if (entry->events & FS_ONESHOT) {
+        live++;
+        if (entry->events & FS_ONESHOT) {
             entry->armed = 0;
         }
     }
+    return live;
 }
 
 /* Turn n kernel events into [(key, events), ...]. */
@@ -508,7 +523,7 @@ error:
  * (epoll_wait requires it).  When more are ready than the batch holds, the
  * kernel keeps the rest and rotates its ready list: nobody starves. */
 static int
-batch_size(EpollCore *self, int requested)
+batch_size(EpollCore *self, int requested, int *limited)
 {
     /* Orphans (top of this file) may take slots too: room for them, so a
      * live fd's event is not crowded out of this wait by theirs. */
@@ -518,7 +533,8 @@ batch_size(EpollCore *self, int requested)
     if (requested <= 0) {
         requested = self->maxevents;
     }
-    return (requested <= 0 || requested > all) ? all : requested;
+    *limited = requested > 0 && requested < all;
+    return *limited ? requested : all;
 }
 
 /* Make *buf hold at least need events; grow geometrically so that a
@@ -544,54 +560,32 @@ reserve_events(struct epoll_event **buf, int *size, int need)
     return 0;
 }
 
-/* epoll_pwait2() (Linux 5.11) takes a timespec: sub-millisecond waits.
- * glibc has a wrapper only since 2.35, so it is called through syscall():
- * wheels stay manylinux2014 (glibc 2.17) compatible.  Its number is 441 on
- * every architecture (asm-generic).  Kernels without it answer ENOSYS, and
- * the seccomp profiles of older container runtimes EPERM: then every later
- * wait of the process uses epoll_wait(), rounding up to milliseconds like
- * the stdlib.  (A plain int: a lost race only costs one more probe.) */
-#ifndef SYS_epoll_pwait2
-#define SYS_epoll_pwait2 441
-#endif
-static int pwait2_usable = 1;
-
-static int
-epoll_wait_precise(int epfd, struct epoll_event *events, int maxevents,
-                   fs_timeout *timeout)
-{
-    if (timeout->ms > 0 && pwait2_usable) {
-        struct timespec ts;
-        int n;
-        ts.tv_sec = (time_t)(timeout->ns / 1000000000LL);
-        ts.tv_nsec = (long)(timeout->ns % 1000000000LL);
-        n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, &ts,
-                         NULL, (size_t)0);
-        if (n >= 0 || (errno != ENOSYS && errno != EPERM)) {
-            return n;
-        }
-        pwait2_usable = 0;
-    }
-    return epoll_wait(epfd, events, maxevents, timeout->ms);
-}
-
-/* precise_timeouts() -> bool: does this process wait with epoll_pwait2?
- * Probes the kernel (a zero wait) if no wait has told yet. */
+/* precise_timeouts() -> bool: does this process wait with epoll_pwait2
+ * (waits.h)? */
 static PyObject *
 EpollCore_precise_timeouts_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    if (pwait2_usable) {
-        struct epoll_event ev;
-        struct timespec ts = {0, 0};
-        if (syscall(SYS_epoll_pwait2, self->epfd, &ev, 1, &ts, NULL,
-                    (size_t)0) < 0 && (errno == ENOSYS || errno == EPERM)) {
-            pwait2_usable = 0;
-        }
+    return PyBool_FromLong(fs_pwait2_probe(self->epfd));
+}
+
+/* Make every thread waiting in epoll_wait() on epfd return: add a file
+ * that is always readable (fs_always_readable_fd) to the instance.  For an
+ * instance about to be closed or replaced: its waiters then see that. */
+static void
+kick_waiters(int epfd)
+{
+    int fd = fs_always_readable_fd();
+    struct epoll_event ev;
+    if (fd < 0) {
+        return;     /* EMFILE: they return at their timeout, or an event */
     }
-    return PyBool_FromLong(pwait2_usable);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = UINT64_MAX;   /* fd -1: no entry */
+    (void)epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 /* A fresh epoll instance in place of the current one, at the same fd
@@ -635,6 +629,11 @@ rebuild(EpollCore *self, int verify)
         (void)ctl_raw(epfd, EPOLL_CTL_ADD, (int)fd, entry->events,
                       entry->gen);
     }
+    /* Threads waiting on the old instance would sleep on in it, blind to
+     * the new one: kick them off it (one extra wake-up each). */
+    if (self->nwaiting > 0) {
+        kick_waiters(self->epfd);
+    }
     if (dup3(epfd, self->epfd, O_CLOEXEC) < 0) {
         int saved_errno = errno;
         close(epfd);
@@ -643,32 +642,45 @@ rebuild(EpollCore *self, int verify)
     }
     close(epfd);
     self->orphans = 0;
-    self->stale_seen = 0;
+    if (verify) {
+        self->stats.rebuilds++;
+    }
     return 0;
 }
 
 /* The wait without the GIL, retried on EINTR with the remaining time once
  * the signal handlers have run (PEP 475).  Returns the number of events,
- * or -1 with an exception set. */
+ * or -1 with an exception set: the closed error if the selector was closed
+ * meanwhile (by a signal handler, or by another thread: close() kicks the
+ * waiters off the instance).  full: the batch was limited by maxevents. */
 static int
 wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
-            fs_timeout *timeout)
+            fs_timeout *timeout, int limited)
 {
+    long long start = timeout->ms != 0 ? fs_now_ns() : 0;
     for (;;) {
-        int n, saved_errno, epfd = self->epfd;
+        int n, saved_errno, epfd = self->epfd, stale = 0;
         self->nwaiting++;
         Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait_precise(epfd, events, maxevents, timeout);
+        n = fs_epoll_wait_ns(epfd, events, maxevents, timeout->ms,
+                             timeout->ns);
         saved_errno = errno;
         Py_END_ALLOW_THREADS
         self->nwaiting--;
+        if (self->epfd < 0) {
+            fs_closed_error();
+            return -1;
+        }
         if (n >= 0) {
-            note_batch(self, events, n);
-            /* An orphan spoke: rebuild now, unless another thread still
-             * waits on this instance (the last one out does it).  If the
-             * rebuild fails (EMFILE), the next stale event tries again. */
-            if (self->stale_seen && self->orphans > 0 && self->nwaiting == 0
-                    && self->epfd >= 0) {
+            int live = note_batch(self, events, n, &stale);
+            if (start) {
+                self->stats.idle_ns += fs_now_ns() - start;
+            }
+            fs_stats_wait(&self->stats, live, limited && n == maxevents);
+            /* An orphan spoke: rebuild now (threads still waiting on the
+             * old instance are kicked off it).  If the rebuild fails
+             * (EMFILE), the next stale event tries again. */
+            if (stale && self->orphans > 0) {
                 (void)rebuild(self, 1);
             }
             return n;
@@ -688,6 +700,10 @@ wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
         }
         timeout->ms = fs_timeout_remaining(timeout);
         if (timeout->ms == 0) {
+            if (start) {
+                self->stats.idle_ns += fs_now_ns() - start;
+            }
+            fs_stats_wait(&self->stats, 0, 0);
             return 0;
         }
     }
@@ -700,7 +716,7 @@ EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
     PyObject *timeout_obj, *result = NULL;
     fs_timeout timeout;
     struct epoll_event *events;
-    int maxevents, n, own_buffer;
+    int maxevents, n, own_buffer, limited;
 
     if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj,
                              &maxevents) < 0) {
@@ -713,7 +729,7 @@ EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
             || fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
-    maxevents = batch_size(self, maxevents);
+    maxevents = batch_size(self, maxevents, &limited);
     own_buffer = !self->buf_busy;
     if (own_buffer) {
         if (reserve_events(&self->buf, &self->buf_size, maxevents) < 0) {
@@ -730,7 +746,7 @@ EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
             return PyErr_NoMemory();
         }
     }
-    n = wait_events(self, events, maxevents, &timeout);
+    n = wait_events(self, events, maxevents, &timeout, limited);
     if (n >= 0) {
         result = build_result(self, events, n);
     }
@@ -799,6 +815,7 @@ deliver_pending(EpollCore *self, Py_ssize_t *count)
         }
         Py_DECREF(result);
         (*count)++;
+        self->stats.callbacks++;
         if (self->epfd < 0) {
             break;              /* a callback closed the selector */
         }
@@ -832,12 +849,12 @@ EpollCore_dispatch_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     rc = deliver_pending(self, &count);
     if (rc == 0 && count == 0 && self->epfd >= 0) {
         /* Nothing (still valid) was pending: wait for a new batch. */
-        int maxevents = batch_size(self, requested), n;
+        int limited, maxevents = batch_size(self, requested, &limited), n;
         if (reserve_events(&self->dbuf, &self->dbuf_size, maxevents) < 0) {
             rc = -1;
         }
         else {
-            n = wait_events(self, self->dbuf, maxevents, &timeout);
+            n = wait_events(self, self->dbuf, maxevents, &timeout, limited);
             if (n < 0) {
                 rc = -1;
             }
@@ -873,6 +890,9 @@ EpollCore_close_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
     if (epfd >= 0) {
         self->epfd = -1;        /* first: close() may run again from a
                                    finalizer during the clear below */
+        if (self->nwaiting > 0) {
+            kick_waiters(epfd); /* they raise the closed error */
+        }
         close(epfd);
         EpollCore_clear(self);
         if (!self->buf_busy) {  /* else another wait is using it */
@@ -948,6 +968,13 @@ EpollCore_len_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSsize_t(self->nregistered);
 }
 
+static PyObject *
+EpollCore_stats_unlocked(EpollCore *self, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames)
+{
+    return fs_stats_get(&self->stats, args, nargs, kwnames);
+}
+
 /* The methods, each inside a critical section on the core (free-
  * threaded CPython; nothing elsewhere): fastselectors.h. */
 FS_LOCKED(PyObject *, EpollCore_register, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs),
@@ -976,6 +1003,8 @@ FS_LOCKED(int, EpollCore_set_maxevents, (EpollCore *self, PyObject *value, void 
           self, value, closure)
 FS_LOCKED(PyObject *, EpollCore_len, (EpollCore *self, PyObject *ignored),
           self, ignored)
+FS_LOCKED(PyObject *, EpollCore_stats, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
 
 static PyMethodDef EpollCore_methods[] = {
     {"register", (PyCFunction)(void (*)(void))EpollCore_register,
@@ -1004,6 +1033,9 @@ static PyMethodDef EpollCore_methods[] = {
      "fileno() -> the epoll file descriptor."},
     {"registered", (PyCFunction)EpollCore_len, METH_NOARGS,
      "registered() -> how many fds are in the table."},
+    {"stats", (PyCFunction)(void (*)(void))EpollCore_stats,
+     METH_FASTCALL | METH_KEYWORDS,
+     "stats(reset=False) -> dict of the counters (docs/api.md)."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -1039,7 +1071,8 @@ fs_epoll_core_init(PyObject *module, fs_module_state *state)
     state->epoll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &EpollCore_spec, NULL);
     if (state->epoll_core_type == NULL
-            || fs_set_supported(state->epoll_core_type, FS_VALID_EVENTS) < 0) {
+            || fs_set_class_flags(state->epoll_core_type, FS_VALID_EVENTS,
+                                  0, 1) < 0) {
         return -1;
     }
     return PyModule_AddType(module, state->epoll_core_type);

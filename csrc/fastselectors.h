@@ -48,6 +48,38 @@ typedef struct {
     long long deadline_ns;
 } fs_timeout;
 
+/* stats(): the counters of a core (docs/api.md, "Statistics"; the Python
+ * tiers count the same in _pycore.py).  Updated with the GIL (or the core's
+ * critical section) held, once per wait: no measurable cost. */
+typedef struct {
+    unsigned long long waits;       /* select() and dispatch() waits */
+    unsigned long long empty_waits; /* ... that reported nothing */
+    unsigned long long events;      /* events reported for registered fds */
+    unsigned long long callbacks;   /* dispatch() callbacks run */
+    unsigned long long max_batch;   /* most events in one wait */
+    unsigned long long full_batches;/* waits cut short by maxevents */
+    unsigned long long rebuilds;    /* instances rebuilt (orphans) */
+    long long idle_ns;              /* time blocked in the kernel */
+} fs_stats;
+
+/* Note one wait that reported n events (full: n reached the batch limit
+ * set by maxevents). */
+static inline void
+fs_stats_wait(fs_stats *s, Py_ssize_t n, int full)
+{
+    s->waits++;
+    if (n == 0) {
+        s->empty_waits++;
+    }
+    s->events += (unsigned long long)n;
+    if ((unsigned long long)n > s->max_batch) {
+        s->max_batch = (unsigned long long)n;
+    }
+    if (full) {
+        s->full_batches++;
+    }
+}
+
 /* Free-threaded CPython (PEP 703, the 3.13+ "t" builds): no GIL serialises
  * the methods of a core, so each one runs inside a critical section on the
  * core object, the way Argument Clinic's @critical_section does it for
@@ -81,6 +113,12 @@ typedef struct {
 
 /* common.c */
 PyObject *fs_closed_error(void);
+long long fs_now_ns(void);
+int fs_always_readable_fd(void);
+PyObject *fs_stats_get(fs_stats *stats, PyObject *const *args,
+                       Py_ssize_t nargs, PyObject *kwnames);
+int fs_set_class_flags(PyTypeObject *type, unsigned int supported,
+                       int reregister_on_modify, int fd_range_before_closed);
 int fs_parse_select_args(const char *fname, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames,
                          PyObject **timeout, int *maxevents);
@@ -91,7 +129,6 @@ int fs_timeout_remaining(fs_timeout *t);
 int fs_fd_converter(PyObject *obj, int *fd);
 int fs_events_converter(PyObject *obj, unsigned int *events);
 int fs_check_no_args(const char *name, PyObject *args, PyObject *kwds);
-int fs_set_supported(PyTypeObject *type, unsigned int supported);
 int fs_parse_fd_events(const char *name, PyObject *const *args,
                        Py_ssize_t nargs, int *fd, unsigned int *events);
 int fs_dispatch_enter(unsigned long *dthread);

@@ -235,7 +235,7 @@ def test_cffi_lib_names(cffi_module):
 
 
 def test_cffi_ffi_names(cffi_module):
-    """The stub's ``ffi`` is the part of cffi's FFI that _cffi_cores uses:
+    """The stub's ``ffi`` is the part of cffi's FFI that _kernel_cffi uses:
     a subset of the real one."""
     names, classes = read_stub("_cffi_epoll.pyi")
     assert {"ffi", "lib"} <= names

@@ -10,28 +10,28 @@ wherever nothing was compiled.
 from __future__ import annotations
 
 import os
-import platform
 import selectors as _stdlib
+import sys
 import warnings
 
-from . import _pure
-from ._selectors import KernelFdSelector, make_selector
+from ._select_core import SelectCore
+from ._selectors import make_selector
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from selectors import BaseSelector
     from types import ModuleType
 
-    from . import _cffi_cores, _native
+    from . import _kernel_cffi, _kernel_stdlib, _native
     from ._types import Core, KernelFdCore
 
     # _core_classes() finds the cores with getattr(): have the type checker
     # hold every tier's cores to the interface here instead.
     _CORES: tuple[type[Core], ...] = (
-        _native.PollCore, _cffi_cores.PollCore, _pure.PollCore,
-        _pure.SelectCore)
+        _native.PollCore, _kernel_cffi.PollCore, _kernel_stdlib.PollCore,
+        SelectCore)
     _EPOLL_CORES: tuple[type[KernelFdCore], ...] = (
-        _native.EpollCore, _cffi_cores.EpollCore, _pure.EpollCore)
+        _native.EpollCore, _kernel_cffi.EpollCore, _kernel_stdlib.EpollCore)
 
 TIERS = ("native", "cffi", "pure")
 ENV_VAR = "FASTSELECTORS_BACKEND"
@@ -42,24 +42,24 @@ def _core_classes(tier: str) -> dict[str, type[Core]]:
     missing key means this platform has no such kernel API."""
     mod: ModuleType
     if tier == "native":
-        if platform.python_implementation() != "CPython":
+        if sys.implementation.name != "cpython":
             raise ImportError("the native tier is a CPython extension; "
                               "this interpreter uses the cffi tier")
         from . import _native as mod
     elif tier == "cffi":
         try:
-            from . import _cffi_cores as mod
+            from . import _kernel_cffi as mod
         except ImportError as exc:
             raise ImportError(
                 "the cffi tier needs its compiled module and the cffi "
                 "runtime (pip install 'fastselectors[cffi]'): {}"
                 .format(exc)) from exc
     elif tier == "pure":
-        mod = _pure
+        from . import _kernel_stdlib as mod
     else:
         raise ImportError("{}={!r}: unknown tier, expected one of {}"
                           .format(ENV_VAR, tier, ", ".join(TIERS)))
-    cores: dict[str, type[Core]] = {"select": _pure.SelectCore}
+    cores: dict[str, type[Core]] = {"select": SelectCore}
     for name, attr in (("epoll", "EpollCore"), ("poll", "PollCore")):
         core = getattr(mod, attr, None)
         if core is not None and _works(core):
@@ -90,8 +90,8 @@ def selector_classes(tier: str) -> dict[str, type[BaseSelector]]:
     if "poll" in cores:
         classes["PollSelector"] = make_selector("PollSelector", cores["poll"])
     if "epoll" in cores:
-        classes["EpollSelector"] = make_selector(
-            "EpollSelector", cores["epoll"], base=KernelFdSelector)
+        classes["EpollSelector"] = make_selector("EpollSelector",
+                                                 cores["epoll"])
     # Platform selectors we have no core for are the stdlib's own classes:
     # never worse than the stdlib's choice on that platform.
     for name in ("KqueueSelector", "DevpollSelector"):
@@ -136,7 +136,7 @@ def choose() -> tuple[str, dict[str, type[BaseSelector]]]:
             raise ImportError(
                 "{}={} was requested but that tier cannot be loaded: {}"
                 .format(ENV_VAR, forced, exc)) from exc
-    cpython = platform.python_implementation() == "CPython"
+    cpython = sys.implementation.name == "cpython"
     order = TIERS if cpython else ("cffi", "pure")
     for tier in order:
         try:

@@ -1,11 +1,11 @@
 # Stub of the C extension fastselectors._native (csrc/module.c,
 # csrc/epoll_core.c, csrc/poll_core.c, csrc/common.c): the cores of the
-# native tier, with the interface documented in _selectors.py.
+# native tier, with the interface of _types.Core.
 # tests/test_typing.py checks these names against the built module.
 
 import sys
 from selectors import SelectorKey
-from typing import ClassVar, final
+from typing import Any, ClassVar, final
 
 if sys.platform == "linux":
     @final
@@ -13,6 +13,8 @@ if sys.platform == "linux":
         """The epoll core of the native tier."""
 
         SUPPORTED: ClassVar[int]
+        REREGISTER_ON_MODIFY: ClassVar[bool]
+        FD_RANGE_BEFORE_CLOSED: ClassVar[bool]
         def __init__(self) -> None: ...
         @property
         def closed(self) -> bool: ...
@@ -34,12 +36,15 @@ if sys.platform == "linux":
         def close(self) -> None: ...
         def fileno(self) -> int: ...
         def registered(self) -> int: ...
+        def stats(self, reset: bool = False) -> dict[str, Any]: ...
 
 @final
 class PollCore:
     """The poll core of the native tier."""
 
     SUPPORTED: ClassVar[int]
+    REREGISTER_ON_MODIFY: ClassVar[bool]
+    FD_RANGE_BEFORE_CLOSED: ClassVar[bool]
     def __init__(self) -> None: ...
     @property
     def closed(self) -> bool: ...
@@ -59,3 +64,4 @@ class PollCore:
     def _after_fork(self) -> None: ...
     def close(self) -> None: ...
     def registered(self) -> int: ...
+    def stats(self, reset: bool = False) -> dict[str, Any]: ...

@@ -1,50 +1,44 @@
 """The selector classes: one generic class, parametrised by a *core*.
 
 A core owns the kernel object (epoll fd, pollfd array, select sets) and a
-fd -> key table, and builds ``select()``'s result list itself.  Each tier
-(native C, cffi, pure Python) provides cores with the same interface::
-
-    core = Core()                      # may raise OSError
-    core.register(fd, events, key)     # kernel add; on error nothing stored
-    core.modify(fd, events, key)       # kernel change only if events changed
-    core.unregister(fd)                # never raises for a closed fd
-    core.select(timeout=None)          # -> [(key, ready_events), ...]
-    core.dispatch(timeout=None)        # -> number of callbacks run
-    core.closed                        # True once closed
-    core.close()                       # idempotent
-    core.fileno()                      # only cores with a kernel fd
-
-``fd`` is a validated int >= 0, ``events`` a validated mask and ``key`` the
-``SelectorKey`` to report (a new key object for every change: dispatch()
-relies on it).  The native cores implement it all in C; the Python cores
-(pure, cffi) get ``select``/``dispatch`` from ``_pydispatch.DispatchMixin``
-and provide ``_select(timeout)``, ``_keys`` (fd -> current key, emptied by
-close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
-(``_base``) and never makes a syscall itself, so the hot path -- ``select()``
--- is the core's own method, bound on the instance: on the native tier no
-Python frame runs between the caller and ``epoll_wait`` (issue #3).
+fd -> key table, and builds ``select()``'s result list itself; its
+interface, and the contract every core keeps, is ``_types.Core``.  Each
+tier provides cores with that interface: the native tier in C, the pure and
+cffi tiers one Python implementation (``_pycore``) over a kernel layer
+each.  This module keeps the stdlib's bookkeeping rules (fileobj -> fd ->
+key, the map, rollback) and never makes a syscall itself, so the hot path
+-- ``select()`` -- is the core's own method, bound on the instance: on the
+native tier no Python frame runs between the caller and ``epoll_wait``.
+What differs between selector classes is declared by the core class
+(``SUPPORTED``, ``REREGISTER_ON_MODIFY``, ``FD_RANGE_BEFORE_CLOSED``, and
+``fileno`` where it owns a kernel fd), never by the class name.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import weakref
+from collections.abc import Mapping
 from selectors import BaseSelector, SelectorKey
 
-from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
-                    check_supported, closed_error, fileobj_to_fd)
-
-_INT_MAX = 2 ** 31 - 1
+from ._checks import (INT_MAX, check_events, check_supported, closed_error,
+                      fileobj_to_fd)
+from ._flags import EXCLUSIVE, ONESHOT
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator
     from typing import Any, Callable, ClassVar
 
     from _typeshed import FileDescriptorLike
 
     from ._types import Core, KernelFdCore, Ready
+
+    # The generic base, for type checkers only: at run time the plain
+    # Mapping ABC.
+    _SelectorMappingBase = Mapping[FileDescriptorLike, SelectorKey]
+else:
+    _SelectorMappingBase = Mapping
 
 # Every open selector, for the fork handler below.
 _live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()
@@ -53,7 +47,7 @@ _live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     """A child process must not share its selectors' epoll instances with
     the parent (a change in one would change the other, and both would
-    steal each other's events): each core rebuilds itself (issue #5)."""
+    steal each other's events): each core rebuilds itself."""
     for selector in list(_live):
         core = selector._core
         if core is not None:
@@ -69,10 +63,35 @@ if hasattr(os, "register_at_fork"):
 # SelectorKey(...) and key._replace(...) run namedtuple's Python-level
 # constructors (250 and 740 ns here); tuple.__new__ builds the very same
 # SelectorKey in 150 ns.  register() and modify() are hot in servers that
-# toggle write interest (issue #3).
+# toggle write interest.
 _new_key: Callable[[type[SelectorKey],
                     tuple[FileDescriptorLike, int, int, Any]],
                    SelectorKey] = tuple.__new__
+
+
+class SelectorMapping(_SelectorMappingBase):
+    """Read-only live view: file object (or fd) -> ``SelectorKey``."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector: CoreSelector) -> None:
+        self._selector = selector
+
+    def __len__(self) -> int:
+        return len(self._selector._fd_to_key)
+
+    def __getitem__(self, fileobj: FileDescriptorLike) -> SelectorKey:
+        try:
+            fd = self._selector._fileobj_lookup(fileobj)
+            return self._selector._fd_to_key[fd]
+        except KeyError:
+            raise KeyError("{!r} is not registered".format(fileobj)) from None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._selector._fd_to_key)
+
+    def __repr__(self) -> str:
+        return "<{} of {!r}>".format(type(self).__name__, self._selector)
 
 
 class CoreSelector(BaseSelector):
@@ -83,11 +102,12 @@ class CoreSelector(BaseSelector):
     _core_cls: ClassVar[type[Core]] = None  # type: ignore[assignment]
     #: The events bits its core can honour (the core's SUPPORTED).
     _supported = 0
-    #: SelectSelector only: modify() behaves as unregister() + register(),
-    #: as the stdlib's (see modify()).
+    #: The core's REREGISTER_ON_MODIFY: modify() behaves as unregister() +
+    #: register(), as the stdlib's SelectSelector (see modify()).
     _reregister_on_modify = False
-    #: EpollSelector on CPython: register() on a closed selector reports an
-    #: fd above INT_MAX as OverflowError first, as the stdlib's does.
+    #: The core's FD_RANGE_BEFORE_CLOSED: register() on a closed selector
+    #: reports an fd above INT_MAX as OverflowError first, as the stdlib's
+    #: EpollSelector on CPython does.
     _fd_range_before_closed = False
 
     _core: Core
@@ -152,9 +172,9 @@ class CoreSelector(BaseSelector):
         check_supported(type(self), events, self._supported)
         fd = self._fileobj_lookup(fileobj)
         if self._map is None:
-            if fd > _INT_MAX and self._fd_range_before_closed:
+            if fd > INT_MAX and self._fd_range_before_closed:
                 # CPython's select.epoll converts the fd to a C int before
-                # it looks at its closed state (found by the model fuzzer).
+                # it looks at its closed state.
                 raise OverflowError("Python int too large to convert to C int")
             raise closed_error()
         key = _new_key(SelectorKey, (fileobj, fd, events, data))
@@ -226,7 +246,7 @@ class CoreSelector(BaseSelector):
                 # register(): new events put the object *given* here in the
                 # key and move the fd to the end of the map's order; a
                 # data-only change keeps the old events value (True stays
-                # 1).  Found by tests/test_model_fuzz.py.
+                # 1).
                 if events_changed:
                     kept = fileobj
                     del fd_to_key[fd]
@@ -331,6 +351,26 @@ class CoreSelector(BaseSelector):
         """
         return self._core.dispatch(timeout, maxevents)
 
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Counters of this selector's work since it was made (or last
+        reset), on every class and tier (docs/api.md, "Statistics"):
+
+        ``waits`` (select() and dispatch() waits), ``empty_waits`` (waits
+        that reported nothing: timeouts, wake-ups for nothing),
+        ``events`` (events reported), ``callbacks`` (dispatch() callbacks
+        run), ``max_batch`` (the most events one wait reported),
+        ``full_batches`` (waits cut short by ``maxevents``: more may be
+        pending), ``rebuilds`` (kernel instances rebuilt to drop orphaned
+        registrations) and ``idle_time`` (seconds blocked in the kernel:
+        with the wall time it gives the loop's utilisation).
+
+        Parameters:
+            reset: set every counter back to 0 after reading them
+        Returns:
+            a new dict of those names
+        """
+        return self._core.stats(reset)
+
     def close(self) -> None:
         """Close the selector and free the kernel resources; idempotent."""
         try:
@@ -364,15 +404,15 @@ class KernelFdSelector(CoreSelector):
 
 
 def make_selector(name: str, core_cls: type[Core],
-                  base: type[CoreSelector] = CoreSelector,
                   doc: str | None = None) -> type[CoreSelector]:
-    """Build the public class *name* over *core_cls*."""
+    """Build the public class *name* over *core_cls*, with the behaviour
+    the core class declares."""
+    base = KernelFdSelector if hasattr(core_cls, "fileno") else CoreSelector
     return type(name, (base,), {
         "_core_cls": core_cls,
         "_supported": core_cls.SUPPORTED,
-        "_reregister_on_modify": name == "SelectSelector",
-        "_fd_range_before_closed": (name == "EpollSelector"
-                                    and sys.implementation.name == "cpython"),
+        "_reregister_on_modify": core_cls.REREGISTER_ON_MODIFY,
+        "_fd_range_before_closed": core_cls.FD_RANGE_BEFORE_CLOSED,
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),

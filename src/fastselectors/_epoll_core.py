@@ -1,0 +1,191 @@
+"""The epoll core of the Python tiers, over a tier's ``EpollKernel``.
+
+Closed and dup'd fds: ``_orphans``.  The kernel traps are written at the
+top of ``csrc/epoll_core.c``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._checks import closed_error, kernel_fd
+from ._flags import EDGE, EXCLUSIVE, ONESHOT, READINESS
+from ._orphans import Orphans
+from ._pycore import PyCore
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from selectors import SelectorKey
+    from typing import ClassVar
+
+    from ._types import EpollKernel, Ready
+
+# Any modify() of these makes a kernel call, even one that changes
+# nothing: a ONESHOT registration is re-armed by it (how its users say
+# "report it again"), and an EDGE one has the kernel re-check readiness, so
+# an edge whose pending dispatch() event the change dropped is reported
+# again (the dispatch contract: see CoreSelector.dispatch).
+_MODIFY_ALWAYS = ONESHOT | EDGE
+
+
+class EpollCore(PyCore):
+    """epoll(7): a kernel instance plus the fd -> key table.
+
+    The key is stored *before* the kernel call, and put back if it fails:
+    the call may release the GIL, and a thread waiting on this selector may
+    get the fd's first event at once -- with EDGE or ONESHOT the only one
+    it will ever get -- and must find the new key, not none or the old.
+    """
+
+    SUPPORTED: ClassVar[int] = READINESS | EDGE | ONESHOT | EXCLUSIVE
+    # As CPython's select.epoll (PyPy's checks "closed" first).
+    FD_RANGE_BEFORE_CLOSED: ClassVar[bool] = (
+        sys.implementation.name == "cpython")
+    _Kernel: ClassVar[type[EpollKernel]]    # the tier's, set by a subclass
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kernel = self._Kernel()
+        self._to_kernel = self._Kernel.BITS.to_kernel
+        self._orphans = Orphans()
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        kernel = cls.__dict__.get("_Kernel")
+        if kernel is not None:
+            cls._ready_bits = kernel.BITS.readiness
+
+    def fileno(self) -> int:
+        if self._closed:
+            raise closed_error()
+        return self._kernel.fd
+
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        kfd = kernel_fd(fd)
+        if self._orphans.registering(fd, events):
+            self._rebuild(verify=True)
+        keys = self._keys
+        keys[fd] = key
+        try:
+            self._kernel.add(kfd, self._to_kernel(events))
+        except BaseException:
+            del keys[fd]
+            raise
+
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        keys = self._keys
+        old = keys[fd]
+        keys[fd] = key
+        if events != old.events or events & _MODIFY_ALWAYS:
+            try:
+                self._kernel_modify(fd, old.events, events)
+            except BaseException:
+                keys[fd] = old
+                raise
+
+    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+        kernel = self._kernel
+        mask = self._to_kernel(events)
+        if self._orphans.rearming(fd, events):
+            kernel.add(fd, mask)        # was parked: not in the kernel
+        elif old & EXCLUSIVE:
+            # The kernel refuses EPOLL_CTL_MOD of an exclusive registration
+            # (epoll_ctl(2), EINVAL): delete and add again.  The add
+            # re-checks readiness, so no edge is lost.
+            kernel.delete(fd)
+            kernel.add(fd, mask)
+        else:
+            kernel.mod(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        # Hold the key until we return: dropping its last reference may run
+        # a finalizer that uses this core.
+        key = self._keys.pop(fd, None)
+        if key is None or self._closed:
+            return
+        orphans = self._orphans
+        # A failure is not reported, like the stdlib selectors: a closed fd
+        # (EBADF) has left the set already -- or, if a dup keeps its file
+        # alive, can no longer be removed: an orphan (_orphans).
+        if orphans.forgetting(fd) and self._kernel.delete(fd):
+            orphans.del_failed(fd)
+
+    def _kernel_wait(self, limit: int | None, ms: int, ns: int
+                     ) -> Iterable[tuple[int, int]] | None:
+        # Room for every registered fd, as the stdlib (one call returns all
+        # that is ready), and for the orphans' events; the kernel keeps
+        # what does not fit, rotating, so nobody starves.
+        size = len(self._keys) + len(self._orphans.suspects) or 1
+        if limit and limit < size:
+            size = limit
+        self._size = size
+        return self._kernel.wait(size, ms, ns)
+
+    def _collect(self, pairs: Iterable[tuple[int, int]], limit: int | None
+                 ) -> Ready:
+        orphans = self._orphans
+        if not orphans.active:
+            ready = self._results(pairs)
+        else:   # rare: ONESHOTs in use, or suspects (_orphans)
+            pairs = list(pairs)
+            ready = self._results(pairs)
+            keys = self._keys
+            stale = any(fd not in keys for fd, _ in pairs)
+            if orphans.reported(ready, stale):
+                try:
+                    self._rebuild(verify=True)
+                except OSError:
+                    # No fd left for a new instance (EMFILE): keep the old
+                    # one and this batch; the next stale event tries again.
+                    pass
+        if limit and len(ready) >= self._size:
+            self._full_batches += 1
+        return ready
+
+    def _rebuild(self, verify: bool) -> None:
+        """A fresh instance with the registrations the old one still has
+        (_orphans), in its place at the same fd number.  Threads waiting on
+        the old one are kicked off it first: they return (at most one
+        extra wake-up each) and wait again on the new one."""
+        kernel = self._kernel
+        regs = self._orphans.survivors(
+            self._keys, kernel.probe if verify else None, self._to_kernel)
+        if self._nwaiting and verify:
+            kernel.kick()
+        kernel.replace(regs)
+        self._orphans.rebuilt()
+        self._rebuilds += 1
+
+    def precise_timeouts(self) -> bool:
+        """True if waits take nanoseconds (epoll_pwait2) in this process."""
+        if self._closed:
+            raise closed_error()
+        probe = getattr(self._kernel, "precise_timeouts", None)
+        return bool(probe and probe())
+
+    def close(self) -> None:
+        # Mark closed first: dropping the keys may run finalizers that use
+        # this core again, and they must see it closed.  Threads waiting in
+        # it are kicked out of the wait: they raise the closed error.
+        if self._closed:
+            return
+        self._closed = True
+        kernel = self._kernel
+        if self._nwaiting:
+            kernel.kick()
+        kernel.close()
+        self._orphans.reset()
+        self._keys.clear()
+
+    def _after_fork(self) -> None:
+        # A fresh epoll instance with the same registrations, at the same
+        # fd number: the inherited one is the parent's (see
+        # csrc/epoll_core.c).
+        super()._after_fork()
+        if not self._closed:
+            self._rebuild(verify=False)

@@ -1,0 +1,143 @@
+"""The poll core of the Python tiers, over a tier's ``PollKernel``.
+
+Results come in the stdlib's order, registration order (the kernel layer
+keeps it).  ONESHOT is emulated exactly: an fd reported once leaves the
+kernel set until ``modify()`` re-arms it, and comes back as a new
+registration would, at the end of the order.
+"""
+
+from __future__ import annotations
+
+from errno import EINVAL
+from selectors import EVENT_READ, EVENT_WRITE
+
+from ._checks import closed_error, kernel_fd
+from ._flags import EVENT_PRIORITY, EVENT_RDHUP, ONESHOT
+from ._pycore import PyCore
+from ._waker import Waker
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from selectors import SelectorKey
+    from typing import ClassVar
+
+    from ._types import PollKernel, Ready
+
+
+class PollCore(PyCore):
+    """poll(2): a poll set plus the fd -> key table."""
+
+    _Kernel: ClassVar[type[PollKernel]]     # the tier's, set by a subclass
+    _no_waker = False       # a waker made poll() fail: do without
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kernel = self._Kernel()
+        self._to_kernel = self._Kernel.BITS.to_kernel
+        self._disarmed: set[int] = set()    # ONESHOTs reported, not re-armed
+        self._oneshot = False               # a ONESHOT was ever registered
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        kernel = cls.__dict__.get("_Kernel")
+        if kernel is not None:
+            bits = kernel.BITS
+            cls._ready_bits = bits.readiness
+            # RDHUP only where the kernel has it (Linux).
+            cls.SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY
+                             | ONESHOT | (EVENT_RDHUP if bits.to_kernel(
+                                 EVENT_RDHUP) else 0))
+
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        kfd = kernel_fd(fd)
+        self._keys[fd] = key
+        self._kernel.set(kfd, self._to_kernel(events))
+        if events & ONESHOT:
+            self._oneshot = True
+
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        keys = self._keys
+        old = keys[fd]      # dropped at return, the core consistent
+        keys[fd] = key
+        if events & ONESHOT:
+            self._oneshot = True
+        disarmed = self._disarmed
+        if fd in disarmed or events != old.events or events & ONESHOT:
+            disarmed.discard(fd)    # any modify() re-arms a ONESHOT
+            self._kernel.set(fd, self._to_kernel(events))
+
+    def unregister(self, fd: int) -> None:
+        # Hold the key until we return: dropping its last reference may run
+        # a finalizer that uses this core.
+        key = self._keys.pop(fd, None)
+        if key is None or self._closed:
+            return
+        if fd in self._disarmed:
+            self._disarmed.discard(fd)
+        else:
+            self._kernel.remove(fd)
+
+    def _kernel_wait(self, limit: int | None, ms: int, ns: int
+                     ) -> Iterable[tuple[int, int]] | None:
+        if ms and self._waker is None and self._Kernel.NEEDS_WAKER \
+                and not self._no_waker:
+            self._waker = Waker()
+            self._kernel.set(self._waker.fd, self._to_kernel(EVENT_READ))
+        try:
+            return self._kernel.wait(None, ms, ns)
+        except OSError as exc:
+            if exc.errno != EINVAL or self._waker is None:
+                raise
+        # More fds than RLIMIT_NOFILE, counting the waker: the stdlib's
+        # poll would not have counted it.  Go on without one (it stays
+        # open, out of the set, until close(): another thread may hold it
+        # in a wait).
+        self._no_waker = True
+        self._kernel.remove(self._waker.fd)
+        return self._kernel.wait(None, ms, ns)
+
+    def _collect(self, pairs: Iterable[tuple[int, int]], limit: int | None
+                 ) -> Ready:
+        ready = self._results(pairs)
+        if limit:
+            ready = self._take(ready, limit)
+        if self._oneshot:
+            kernel = self._kernel
+            for key, _ in ready:
+                if key.events & ONESHOT:
+                    # Disarmed until modify(); still registered.
+                    kernel.remove(key.fd)
+                    self._disarmed.add(key.fd)
+        return ready
+
+    def close(self) -> None:
+        # Mark closed first: dropping the keys may run finalizers that use
+        # this core again, and they must see it closed.
+        if self._closed:
+            return
+        self._closed = True
+        if self._waker is not None:
+            self._waker.wake()
+            self._release_waker()
+        self._kernel.close()
+        self._disarmed.clear()
+        self._keys.clear()
+
+    def _after_fork(self) -> None:
+        # A wait that another thread had under way at the fork is gone (and
+        # select.poll refuses a second concurrent poll(): its object would
+        # be stuck): a fresh set with the same armed registrations.
+        super()._after_fork()
+        if self._closed:
+            return
+        self._kernel.close()
+        self._kernel = kernel = self._Kernel()
+        to_kernel = self._to_kernel
+        for fd, key in self._keys.items():
+            if fd not in self._disarmed:
+                kernel.set(fd, to_kernel(key.events))

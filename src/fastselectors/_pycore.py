@@ -1,0 +1,294 @@
+"""The core of the Python tiers (pure and cffi): one implementation of the
+``Core`` protocol (``_types.Core``), over a small kernel layer per tier.
+
+This base holds what every Python core does the same way: the fd -> key
+table, ``select()`` and ``dispatch()`` with their contract (written in
+``CoreSelector.dispatch``), the batch limit, the wait with its EINTR retry,
+the result loop, and the statistics.  ``_epoll_core``, ``_poll_core`` and
+``_select_core`` add what is particular to each kernel API; the tiers differ
+only in the kernel layer they plug in (``_kernel_stdlib``: the stdlib's
+``select`` module; ``_kernel_cffi``: the cffi binding).
+
+A kernel layer's ``wait()`` returns an iterable of ``(fd, revents)`` pairs,
+or None when the call was interrupted by a signal (EINTR) and the Python
+signal handlers have run: the core then re-checks "closed" and retries with
+the remaining time.  A layer whose syscall retries EINTR by itself (the
+stdlib's, PEP 475) never returns None; for those the core has a ``Waker``
+in the wait, so that a close() from a signal handler still ends it.
+"""
+
+from __future__ import annotations
+
+from threading import get_ident
+from time import monotonic
+
+from ._checks import check_maxevents, closed_error
+from ._timeouts import deadline, remaining, timeout_ms, timeout_ns
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from selectors import SelectorKey
+    from typing import Any, ClassVar
+
+    from ._flags import ReadinessMap
+    from ._types import Ready
+    from ._waker import Waker
+
+STAT_NAMES = ("waits", "empty_waits", "events", "callbacks", "max_batch",
+              "full_batches", "rebuilds", "idle_time")
+
+
+class PyCore:
+    """The shared part of the Python cores (see the module docstring)."""
+
+    #: The events bits this core can honour (the Core protocol).
+    SUPPORTED: ClassVar[int] = 0
+    #: modify() behaves as unregister() + register() (the stdlib's select).
+    REREGISTER_ON_MODIFY: ClassVar[bool] = False
+    #: register() on a closed core checks the fd range first (CPython's
+    #: select.epoll converts the fd before it looks at its closed state).
+    FD_RANGE_BEFORE_CLOSED: ClassVar[bool] = False
+
+    #: The kernel's revents -> our readiness bits (set by each core).
+    _ready_bits: ClassVar[ReadinessMap]
+
+    _keys: dict[int, SelectorKey]       # fd -> current key
+    _waker: Waker | None = None         # see the module docstring
+    # The statistics (stats()): see _reset_stats.
+    _waits: int
+    _empty_waits: int
+    _events: int
+    _callbacks: int
+    _max_batch: int
+    _full_batches: int
+    _rebuilds: int
+    _idle: float
+
+    def __init__(self) -> None:
+        self._closed = False        # set first by close()
+        self._keys = {}
+        self._maxevents: int | None = None  # default batch; None: all ready
+        self._rotor = 0             # where the next limited batch starts
+        self._dispatch_thread: int | None = None    # inside dispatch()
+        self._pending: Sequence[tuple[SelectorKey, int]] = ()  # its batch
+        self._pending_pos = 0       # first event of it not yet delivered
+        self._nwaiting = 0          # threads inside the kernel wait
+        self._reset_stats()
+
+    # -- what each core provides ------------------------------------------
+
+    def _kernel_wait(self, limit: int | None, ms: int, ns: int
+                     ) -> Iterable[Any] | None:
+        """One wait for at most *limit* events (None: every ready fd; poll
+        and select ignore it, _collect applies it): the kernel's (fd,
+        revents) pairs, or None after EINTR (the module docstring)."""
+        raise NotImplementedError
+
+    def _collect(self, pairs: Iterable[Any], limit: int | None) -> Ready:
+        """The batch of one wait, from what _kernel_wait returned."""
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- maxevents ----------------------------------------------------------
+
+    @property
+    def maxevents(self) -> int | None:
+        return self._maxevents
+
+    @maxevents.setter
+    def maxevents(self, value: int | None) -> None:
+        self._maxevents = check_maxevents(value)
+
+    def _limit(self, maxevents: int | None) -> int | None:
+        if maxevents is None:
+            return self._maxevents
+        return check_maxevents(maxevents)
+
+    def _take(self, ready: Ready, limit: int | None) -> Ready:
+        """At most *limit* of *ready*, starting where the previous limited
+        batch stopped: the ones left out are still ready (level) and come
+        first next time, so nobody starves (poll and select only; the
+        kernel does this for epoll)."""
+        n = len(ready)
+        if not limit or n <= limit:
+            return ready
+        self._full_batches += 1
+        start = self._rotor % n
+        self._rotor = start + limit
+        return (ready[start:] + ready[:start])[:limit]
+
+    # -- the wait -------------------------------------------------------------
+
+    def _results(self, pairs: Iterable[tuple[int, int]]) -> Ready:
+        """(fd, revents) -> [(key, events)]: each event masked by its fd's
+        *current* interest, read after the wait; fds without a key (our
+        waker, or unregistered meanwhile) are skipped."""
+        ready: Ready = []
+        append = ready.append
+        keys_get = self._keys.get
+        bits = self._ready_bits
+        for fd, revents in pairs:
+            key = keys_get(fd)
+            if key is not None:
+                events = bits[revents] & key.events
+                if events:      # 0: the interest changed after the wait
+                    append((key, events))
+        return ready
+
+    def _select(self, timeout: float | None, limit: int | None) -> Ready:
+        """Wait once (EINTR retried with the remaining time, "closed"
+        re-checked after every interruption) and return the batch."""
+        if self._closed:
+            raise closed_error()
+        ms = timeout_ms(timeout)
+        pairs: Iterable[Any] | None
+        if ms == 0:
+            start = 0.0
+            pairs = self._kernel_wait(limit, 0, 0)
+        else:
+            ns = timeout_ns(timeout, ms)
+            end = deadline(ms) if ms > 0 else 0.0
+            start = monotonic()
+            self._nwaiting += 1
+            try:
+                while True:
+                    pairs = self._kernel_wait(limit, ms, ns)
+                    if pairs is not None:
+                        break
+                    # EINTR, the signal handlers have run (had one raised,
+                    # we would not be here): closed by one of them?
+                    if self._closed:
+                        raise closed_error()
+                    if ms > 0:
+                        ms, ns = remaining(end)
+                        if ms == 0:
+                            pairs = ()
+                            break
+            finally:
+                self._nwaiting -= 1
+                if self._waker is not None and self._closed:
+                    self._release_waker()
+        if self._closed:    # by a signal handler or another thread
+            raise closed_error()
+        ready = self._collect(pairs or (), limit)
+        self._waits += 1
+        if start:
+            self._idle += monotonic() - start
+        n = len(ready)
+        if n:
+            self._events += n
+            if n > self._max_batch:
+                self._max_batch = n
+        else:
+            self._empty_waits += 1
+        return ready
+
+    def _release_waker(self) -> None:
+        """Close the waker once no thread waits with it any more (closing
+        it earlier could let its fd numbers be reused under a wait)."""
+        waker = self._waker
+        if waker is not None and self._nwaiting == 0:
+            self._waker = None
+            waker.close()
+
+    # -- select() and dispatch() ------------------------------------------
+
+    def select(self, timeout: float | None = None,
+               maxevents: int | None = None) -> Ready:
+        if self._dispatch_thread is not None \
+                and self._dispatch_thread == get_ident():
+            raise RuntimeError("select() called from a dispatch() callback "
+                               "of the same selector")
+        return self._select(timeout, self._limit(maxevents))
+
+    def dispatch(self, timeout: float | None = None,
+                 maxevents: int | None = None) -> int:
+        if self._closed:
+            raise closed_error()
+        if self._dispatch_thread is not None:
+            raise RuntimeError(
+                "dispatch() called from a dispatch() callback of the same "
+                "selector" if self._dispatch_thread == get_ident() else
+                "dispatch() is already running in another thread on this "
+                "selector")
+        limit = self._limit(maxevents)
+        self._dispatch_thread = get_ident()
+        try:
+            # Events left by a callback that raised come first, without a
+            # wait; if none of them is still valid, wait for a new batch.
+            count = self._deliver_pending()
+            if count == 0 and not self._closed:
+                self._pending = self._select(timeout, limit)
+                self._pending_pos = 0
+                count = self._deliver_pending()
+        except BaseException:
+            if self._closed:
+                self._pending = ()
+            raise
+        else:
+            # Delivered: do not keep the keys of the batch alive.
+            self._pending = ()
+            return count
+        finally:
+            self._dispatch_thread = None
+
+    def _deliver_pending(self) -> int:
+        """The dispatch loop: deliver the pending part of the batch.
+
+        An event is delivered only if its registration is unchanged since
+        the wait: every register/modify/unregister stores a *new* key
+        object, so "the key in the table is still the very key of the
+        event" is exactly "nothing changed this fd since the wait" (the
+        stamp check of the C cores, for free).  The pending list holds
+        strong references to those keys, so an identity can never be
+        recycled for another key while it is compared.  No closed check
+        per event is needed: close() empties the table, so every event
+        after a callback that closed the selector fails the check.
+        """
+        pending = self._pending
+        keys_get = self._keys.get
+        pos = self._pending_pos
+        end = len(pending)
+        count = 0
+        try:
+            while pos < end:
+                key, events = pending[pos]
+                pos += 1
+                if keys_get(key.fd) is key:     # unchanged since the wait
+                    key.data(key, events)
+                    count += 1
+        finally:
+            self._pending_pos = pos
+            self._callbacks += count
+        return count
+
+    # -- statistics, fork -----------------------------------------------------
+
+    def _reset_stats(self) -> None:
+        self._waits = self._empty_waits = self._events = 0
+        self._callbacks = self._max_batch = self._full_batches = 0
+        self._rebuilds = 0
+        self._idle = 0.0
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        values = dict(zip(STAT_NAMES, (
+            self._waits, self._empty_waits, self._events, self._callbacks,
+            self._max_batch, self._full_batches, self._rebuilds,
+            self._idle)))
+        if reset:
+            self._reset_stats()
+        return values
+
+    def _after_fork(self) -> None:
+        """In a child process only the forking thread exists: a dispatch()
+        or a wait another thread had under way is gone.  Cores with a
+        kernel object shared with the parent extend this."""
+        self._dispatch_thread = None
+        self._nwaiting = 0
+        waker, self._waker = self._waker, None
+        if waker is not None:
+            waker.close()   # the child's copies; the parent keeps its own

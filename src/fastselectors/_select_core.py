@@ -1,0 +1,182 @@
+"""The select() core of every tier, over the stdlib's ``select.select``.
+
+select(2) is O(max fd) and capped at FD_SETSIZE, so nobody should want it
+fast, and ``select.select`` gives exactly the stdlib's errors for fds >=
+FD_SETSIZE and closed fds.  Results come in registration order, as the
+stdlib's.  EVENT_PRIORITY is the exceptional set; ONESHOT is emulated
+exactly (an fd reported once leaves the sets until ``modify()`` re-arms it).
+"""
+
+from __future__ import annotations
+
+import select
+import sys
+from selectors import EVENT_READ, EVENT_WRITE
+
+from ._checks import closed_error
+from ._flags import EVENT_PRIORITY, ONESHOT
+from ._pycore import PyCore
+from ._timeouts import select_timeout
+from ._waker import Waker
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from selectors import SelectorKey
+    from typing import Any, ClassVar
+
+    from ._types import Ready
+
+# select.select retries EINTR by itself (PEP 475): see _waker.  Windows'
+# select() takes sockets only, and no signal interrupts it.
+_USE_WAKER = sys.platform != "win32"
+
+if sys.platform == "win32":
+    def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
+                    timeout: float | None
+                    ) -> tuple[list[int], list[int], list[int]]:
+        # Windows reports a failed connect() in the exceptional set only.
+        r, w, x = select.select(readers, writers, writers | urgent, timeout)
+        return r, w + [fd for fd in x if fd in writers], \
+            [fd for fd in x if fd in urgent]
+else:
+    def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
+                    timeout: float | None
+                    ) -> tuple[list[int], list[int], list[int]]:
+        return select.select(readers, writers, urgent, timeout)
+
+
+# Linux's and macOS's default FD_SETSIZE; select.select refuses fds above it.
+_FD_SETSIZE = 1024
+
+
+def _select_waker() -> Waker | None:
+    """A waker whose fd select() accepts, or None: in a process with
+    FD_SETSIZE fds open, a close() from a signal handler then ends the wait
+    only when it returns by itself (an fd ready, or the timeout), rather
+    than make every wait fail with "filedescriptor out of range"."""
+    waker = Waker()
+    if waker.fd < _FD_SETSIZE:
+        return waker
+    waker.close()
+    return None
+
+
+class SelectCore(PyCore):
+    """select(2): three fd sets plus the fd -> key table."""
+
+    SUPPORTED: ClassVar[int] = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY
+                                | ONESHOT)
+    REREGISTER_ON_MODIFY: ClassVar[bool] = True
+    _no_waker = False       # _select_waker() could not make one
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._readers: set[int] = set()
+        self._writers: set[int] = set()
+        self._urgent: set[int] = set()
+        self._oneshot: set[int] = set()     # ONESHOT ones, armed or not
+
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        self._keys[fd] = key
+        self._set_interest(fd, events)
+
+    def _set_interest(self, fd: int, events: int) -> None:
+        for fds, bit in ((self._readers, EVENT_READ),
+                         (self._writers, EVENT_WRITE),
+                         (self._urgent, EVENT_PRIORITY),
+                         (self._oneshot, ONESHOT)):
+            if events & bit:
+                fds.add(fd)
+            else:
+                fds.discard(fd)
+
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        self._keys[fd] = key
+        self._set_interest(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        if self._keys.pop(fd, None) is not None:
+            self._set_interest(fd, 0)
+
+    def _kernel_wait(self, limit: int | None, ms: int, ns: int
+                     ) -> tuple[list[int], list[int], list[int]]:
+        # ms and ns are the shared rounding; select() takes the seconds
+        # themselves (a timeval), so it gets the stdlib's own value.
+        timeout = self._timeout
+        readers = self._readers
+        if ms and _USE_WAKER and not self._no_waker:
+            if self._waker is None:
+                self._waker = _select_waker()
+                self._no_waker = self._waker is None
+            if self._waker is not None:
+                readers.add(self._waker.fd)
+        try:
+            return _select_fds(readers, self._writers, self._urgent,
+                               timeout)
+        except RuntimeError as exc:
+            # select.select turns each set into a list; a GC finalizer run
+            # by an allocation in between may unregister an fd: "Set changed
+            # size during iteration" (the stdlib's SelectSelector raises
+            # it).  It fails before the wait, so nothing is lost: wait on
+            # private copies.  A signal handler's RuntimeError propagates.
+            if "changed size during iteration" not in str(exc):
+                raise
+            return _select_fds(set(readers), set(self._writers),
+                               set(self._urgent), timeout)
+
+    def _select(self, timeout: float | None, limit: int | None) -> Ready:
+        self._timeout = select_timeout(timeout)
+        return super()._select(timeout, limit)
+
+    def _collect(self, pairs: Iterable[Any], limit: int | None) -> Ready:
+        lists: tuple[list[int], list[int], list[int]] = pairs  # type: ignore[assignment]  # _kernel_wait's
+        r = set(lists[0])
+        w = set(lists[1])
+        x: set[int] | tuple[()] = set(lists[2]) if lists[2] else ()
+        ready: Ready = []
+        append = ready.append
+        keys_get = self._keys.get
+        # The stdlib's order: that of the set of ready fds.
+        for fd in (r | w | x) if x else (r | w):
+            key = keys_get(fd)
+            if key is None:     # our waker, or unregistered meanwhile
+                continue
+            events = EVENT_READ if fd in r else 0
+            if fd in w:
+                events |= EVENT_WRITE
+            if x and fd in x:
+                events |= EVENT_PRIORITY
+            events &= key.events
+            if events:      # 0: the interest changed during the wait
+                append((key, events))
+        if limit:
+            ready = self._take(ready, limit)
+        if self._oneshot:
+            for key, _ in ready:
+                if key.events & ONESHOT:
+                    # Disarmed until modify(); still a ONESHOT registration.
+                    self._set_interest(key.fd, ONESHOT)
+        return ready
+
+    def _after_fork(self) -> None:
+        if self._waker is not None:
+            self._readers.discard(self._waker.fd)
+        super()._after_fork()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True     # first: see EpollCore.close
+        if self._waker is not None:
+            self._waker.wake()
+            self._release_waker()
+        self._keys.clear()
+        self._readers.clear()
+        self._writers.clear()
+        self._urgent.clear()
+        self._oneshot.clear()

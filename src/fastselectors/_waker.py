@@ -1,0 +1,64 @@
+"""A pipe that ends a wait from the outside, for the Python poll and select
+cores whose syscall is the stdlib's.
+
+``select.poll().poll()`` and ``select.select()`` retry EINTR by themselves
+(PEP 475): after a signal handler has run they wait again on the same fds,
+with the remaining time, and we never see the interruption.  So a handler
+that closes the selector could not end the wait, which the contract
+(``_types.Core``) requires.  Such a core keeps the read end of a pipe in
+every blocking wait; ``close()`` writes one byte, and the retried wait
+returns at once.  It serves ``close()`` from another thread the same way.
+
+Made on the first blocking wait (a selector only ever polled with timeout
+0, or never waited on, costs no fd), closed by the last waiter out of a
+closed core (closing it earlier could let the fd number be reused under a
+wait).  POSIX only: Windows' select() takes sockets only, and no signal
+interrupts it there.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class Waker:
+    __slots__ = ("fd", "_write_fd")
+
+    def __init__(self) -> None:
+        # os.pipe() fds are non-inheritable (PEP 446): not passed to exec'd
+        # children.
+        self.fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+
+    def wake(self) -> None:
+        """Make ``fd`` readable (for good: nobody reads it)."""
+        try:
+            os.write(self._write_fd, b"\0")
+        except OSError:     # full (woken already) or closed: enough
+            pass
+
+    def close(self) -> None:
+        for fd in (self.fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fd = self._write_fd = -1
+
+
+_always_readable = -1
+
+
+def always_readable_fd() -> int:
+    """The read end of a process-wide pipe holding one byte that nobody
+    reads: added to an epoll instance, it wakes every thread waiting on it
+    (epoll's kick, used when an instance is closed or replaced under
+    waiting threads).  Made once; inherited by forked children, where it
+    is just as readable."""
+    global _always_readable
+    if _always_readable < 0:
+        r, w = os.pipe()
+        os.write(w, b"\0")
+        os.close(w)
+        _always_readable = r
+    return _always_readable
