@@ -55,6 +55,7 @@ class StubClass:
 
     def __init__(self, node):
         self.name = node.name
+        self.node_bases = [ast.unparse(b) for b in node.bases]
         self.members = {}
         self.nullary_returns = {}
         for stmt in _statements(node.body):
@@ -96,6 +97,11 @@ def read_stub(filename):
             names.add(stmt.target.id)
         elif isinstance(stmt, ast.FunctionDef):
             names.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            names.update(t.id for t in stmt.targets)
+        elif isinstance(stmt, ast.ImportFrom):
+            # Only "import x as x" re-exports a name from a stub (PEP 484).
+            names.update(a.asname for a in stmt.names if a.asname == a.name)
     return names, classes
 
 
@@ -130,6 +136,20 @@ def annotation_types(text):
         types.append(type(None) if part == "None"
                      else getattr(builtins, part))
     return tuple(types)
+
+
+# --- __init__.pyi against the package ------------------------------------
+
+def test_package_stub_names_the_public_names():
+    """``__init__.pyi`` (what type checkers see of the package) has exactly
+    the names the package exports on this platform: nobody keeps a copy of
+    the run-time choice of classes by hand but this test."""
+    names, classes = read_stub("__init__.pyi")
+    assert names == set(fastselectors.__all__) | {"__version__", "__all__"}
+    for name, cls in classes.items():
+        base = [b for b in cls.node_bases]
+        assert issubclass(getattr(fastselectors, name),
+                          getattr(fastselectors._selectors, base[0])), name
 
 
 # --- _native.pyi against fastselectors._native --------------------------

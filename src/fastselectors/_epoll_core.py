@@ -123,7 +123,9 @@ class EpollCore(PyCore):
         size = len(self._keys) + len(self._orphans.suspects) or 1
         if limit and limit < size:
             size = limit
-        self._size = size
+            self._limited = True
+        else:
+            self._limited = False
         return self._kernel.wait(size, ms, ns)
 
     def _collect(self, pairs: Iterable[tuple[int, int]], limit: int | None
@@ -143,7 +145,7 @@ class EpollCore(PyCore):
                     # No fd left for a new instance (EMFILE): keep the old
                     # one and this batch; the next stale event tries again.
                     pass
-        if limit and len(ready) >= self._size:
+        if self._limited and len(ready) >= (limit or 0):
             self._full_batches += 1
         return ready
 

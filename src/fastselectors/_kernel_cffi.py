@@ -53,8 +53,7 @@ if hasattr(lib, "fs_epoll_ready"):     # Linux only: see build_ffi.py
         BITS: ClassVar[KernelBits] = KernelBits(
             lib.EPOLLIN, lib.EPOLLOUT, lib.EPOLLPRI, lib.EPOLLRDHUP,
             lib.EPOLLET, lib.EPOLLONESHOT, lib.EPOLLEXCLUSIVE)
-        NEEDS_WAKER: ClassVar[bool] = False     # wait() returns on EINTR
-
+    
         def __init__(self) -> None:
             self.fd = -1        # first, so close() is safe if we fail
             fd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
@@ -169,7 +168,6 @@ class PollKernel:
 
     BITS: ClassVar[KernelBits] = KernelBits(
         lib.POLLIN, lib.POLLOUT, lib.POLLPRI, lib.POLLRDHUP)  # RDHUP: 0 off Linux
-    NEEDS_WAKER: ClassVar[bool] = False     # wait() returns on EINTR
 
     def __init__(self) -> None:
         self._table: tuple[PollfdArray, int] = (

@@ -37,9 +37,6 @@ if hasattr(select, "epoll"):
             select.EPOLLIN, select.EPOLLOUT, select.EPOLLPRI,
             getattr(select, "EPOLLRDHUP", 0x2000), select.EPOLLET,
             select.EPOLLONESHOT, getattr(select, "EPOLLEXCLUSIVE", 1 << 28))
-        #: A close() from a signal handler makes the retried wait fail
-        #: with EBADF (select.epoll re-reads its fd, -1 once closed).
-        NEEDS_WAKER: ClassVar[bool] = False
 
         def __init__(self) -> None:
             self._ep = select.epoll()
@@ -110,8 +107,6 @@ if hasattr(select, "poll"):       # not on Windows
             select.POLLIN, select.POLLOUT, select.POLLPRI,
             getattr(select, "POLLRDHUP",
                     0x2000 if sys.platform.startswith("linux") else 0))
-        #: select.poll retries EINTR on the same fds: see _waker.
-        NEEDS_WAKER: ClassVar[bool] = True
 
         def __init__(self) -> None:
             self._poll = select.poll()

@@ -84,8 +84,7 @@ class PollCore(PyCore):
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:
-        if ms and self._waker is None and self._Kernel.NEEDS_WAKER \
-                and not self._no_waker:
+        if ms and self._waker is None and not self._no_waker:
             self._waker = Waker()
             self._kernel.set(self._waker.fd, self._to_kernel(EVENT_READ))
         try:

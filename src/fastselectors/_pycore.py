@@ -13,8 +13,9 @@ A kernel layer's ``wait()`` returns an iterable of ``(fd, revents)`` pairs,
 or None when the call was interrupted by a signal (EINTR) and the Python
 signal handlers have run: the core then re-checks "closed" and retries with
 the remaining time.  A layer whose syscall retries EINTR by itself (the
-stdlib's, PEP 475) never returns None; for those the core has a ``Waker``
-in the wait, so that a close() from a signal handler still ends it.
+stdlib's, PEP 475) never returns None.  A close() from a signal handler or
+another thread ends the wait all the same: epoll's waiters are kicked off
+the instance, poll and select keep a ``Waker`` in their blocking waits.
 """
 
 from __future__ import annotations
@@ -156,7 +157,14 @@ class PyCore:
             self._nwaiting += 1
             try:
                 while True:
-                    pairs = self._kernel_wait(limit, ms, ns)
+                    try:
+                        pairs = self._kernel_wait(limit, ms, ns)
+                    except OSError:
+                        # e.g. EBADF from the stdlib's epoll, retrying
+                        # after a signal handler closed it
+                        if self._closed:
+                            raise closed_error() from None
+                        raise
                     if pairs is not None:
                         break
                     # EINTR, the signal handlers have run (had one raised,

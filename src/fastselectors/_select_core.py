@@ -96,7 +96,13 @@ class SelectCore(PyCore):
     def modify(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
-        self._keys[fd] = key
+        keys = self._keys
+        if events != keys[fd].events:
+            # The stdlib's modify() is unregister() + register(): the same
+            # set operations keep the sets, and so the order of the results
+            # (that of the sets), the same as its.
+            self._set_interest(fd, 0)
+        keys[fd] = key
         self._set_interest(fd, events)
 
     def unregister(self, fd: int) -> None:
@@ -114,10 +120,20 @@ class SelectCore(PyCore):
                 self._waker = _select_waker()
                 self._no_waker = self._waker is None
             if self._waker is not None:
-                readers.add(self._waker.fd)
+                r, w, x = self._select_sets(readers | {self._waker.fd},
+                                            timeout)
+                if r:
+                    # The stdlib's order: select() lists the ready fds in
+                    # the order of the set it was given, the waker's not.
+                    ready = set(r)
+                    r = [fd for fd in list(readers) if fd in ready]
+                return r, w, x
+        return self._select_sets(readers, timeout)
+
+    def _select_sets(self, readers: set[int], timeout: float | None
+                     ) -> tuple[list[int], list[int], list[int]]:
         try:
-            return _select_fds(readers, self._writers, self._urgent,
-                               timeout)
+            return _select_fds(readers, self._writers, self._urgent, timeout)
         except RuntimeError as exc:
             # select.select turns each set into a list; a GC finalizer run
             # by an allocation in between may unregister an fd: "Set changed

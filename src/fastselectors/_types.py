@@ -130,8 +130,6 @@ class PollKernel(Protocol):
     """A tier's poll set; results in the order fds were added."""
 
     BITS: ClassVar[KernelBits]
-    #: wait() retries EINTR by itself: the core needs a waker (_waker).
-    NEEDS_WAKER: ClassVar[bool]
 
     def set(self, fd: int, mask: int) -> None:
         """Add fd at the end, or change its mask in place."""

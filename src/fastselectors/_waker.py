@@ -1,13 +1,12 @@
-"""A pipe that ends a wait from the outside, for the Python poll and select
-cores whose syscall is the stdlib's.
+"""Ending a wait from the outside: the contract (``_types.Core``) wants a
+close() from a signal handler or another thread to end a wait at once.
 
-``select.poll().poll()`` and ``select.select()`` retry EINTR by themselves
-(PEP 475): after a signal handler has run they wait again on the same fds,
-with the remaining time, and we never see the interruption.  So a handler
-that closes the selector could not end the wait, which the contract
-(``_types.Core``) requires.  Such a core keeps the read end of a pipe in
-every blocking wait; ``close()`` writes one byte, and the retried wait
-returns at once.  It serves ``close()`` from another thread the same way.
+A poll or select core keeps the read end of a pipe (a ``Waker``) in every
+blocking wait; ``close()`` writes one byte and the wait returns.  Nothing
+else would do: ``select.poll().poll()`` and ``select.select()`` retry EINTR
+by themselves (PEP 475), on the same fds, and closing a selector closes
+none of the fds a wait watches.  (The native poll core does the same in C.
+epoll needs no pipe of its own: see ``always_readable_fd``.)
 
 Made on the first blocking wait (a selector only ever polled with timeout
 0, or never waited on, costs no fd), closed by the last waiter out of a
