@@ -3,8 +3,9 @@ against the stdlib ``selectors`` on this machine.
 
 Without arguments: select() with N ready fds (W1), a few seconds.
 ``bench``: W1, then W2 (ping-pong beside N idle fds) and W3 (an echo of
-P pairs through callbacks: the stdlib loop against ``dispatch()``).
-The real harness, with peers and a C floor, is benchmarks/ in the source.
+P pairs through callbacks: the stdlib loop against ``dispatch()``, with the
+dispatch() selector's stats()).  The real harness, with peers and a C
+floor, is benchmarks/ in the source.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastselectors import _quickbench as qb
 
 
 def _print_w1(nfds: int, rounds: int) -> None:
-    nfds = min(nfds, qb._fd_budget() - 32)
+    nfds = min(nfds, qb.fd_budget() - 32)
     print("W1: select(0) with {} ready fds, ns per ready event:".format(
         nfds))
     print("  {:<16}{:>10}{:>14}{:>9}".format(
@@ -28,26 +29,28 @@ def _print_w1(nfds: int, rounds: int) -> None:
 
 
 def _print_w2(rounds: int) -> None:
-    budget = qb._fd_budget() - 64
-    sizes = [n for n in (10, 1000, 10000) if n <= budget]
+    sizes = [n for n in (10, 1000, 10000) if n <= qb.fd_budget() - 64]
     print("W2: 1-byte ping-pong beside N idle fds, ns per round trip "
-          "(ratio: stdlib epoll / this):")
+          "(ratio: the stdlib's first / this):")
     for n, med in qb.w2_pingpong(sizes, rounds):
-        # One of the two is always measured: never None.
-        base: float = med.get(  # type: ignore[assignment]
-            "stdlib epoll", med.get("stdlib poll"))
-        cells = ", ".join("{} {:,.0f} ({:.2f}x)".format(k, v, base / v)
-                          for k, v in med.items())
-        print("  N={:<6} {}".format(n, cells))
+        base = next(iter(med.values()))
+        print("  N={:<6} {}".format(n, ", ".join(
+            "{} {:,.0f} ({:.2f}x)".format(k, v, base / v)
+            for k, v in med.items())))
 
 
 def _print_w3(rounds: int) -> None:
     print("W3: 100 socketpairs echoing 1 byte through callbacks, "
           "events per second:")
-    res = qb.w3_echo(100, rounds)
-    base = res["stdlib select() loop"]
-    for label, rate in res.items():
+    rates, stats = qb.w3_echo(100, rounds)
+    base = rates["stdlib select() loop"]
+    for label, rate in rates.items():
         print("  {:<22}{:>12,.0f}{:>8.2f}x".format(label, rate, rate / base))
+    print("  dispatch()'s stats(): {waits:,} waits, {events:,} events "
+          "({per:.1f} a wait, at most {max_batch}), {callbacks:,} "
+          "callbacks, {empty_waits} empty waits, {idle_time:.3f} s blocked "
+          "in the kernel".format(per=stats["events"] / max(stats["waits"], 1),
+                                 **stats))
 
 
 def main(argv: list[str] | None = None) -> int:
