@@ -19,7 +19,7 @@
  *    re-read for every event, and a select() that finds the shared buffer
  *    in use waits into a private one.
  *
- * Closed and dup'd fds (issue #5), or: why every event carries a generation.
+ * Closed and dup'd fds, or: why every event carries a generation.
  *
  * An epoll registration does not belong to an fd number.  The kernel keys it
  * by (open file description, fd number) and drops it only when the *file
@@ -914,7 +914,7 @@ EpollCore_close_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
  * inherited epfd is the parent's epoll instance: every change the child
  * made to it would change what the parent sees, and both would steal each
  * other's events.  So the child gets a fresh instance with the same
- * registrations, at the same fd number (issue #5); replacing the inherited
+ * registrations, at the same fd number; replacing the inherited
  * fd does not touch the parent's instance.  Only the forking thread exists
  * in the child: waits and dispatches other threads had under way are gone,
  * so their claims on the buffers are dropped. */

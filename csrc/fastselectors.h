@@ -12,7 +12,7 @@
 #include <time.h>
 
 /* selectors.EVENT_READ / EVENT_WRITE: fixed by the stdlib's public API.
- * The extended flags (issue #4) share the mask; same values as _base.py. */
+ * The extended flags share the mask; same values as _flags.py. */
 #define FS_EVENT_READ 1u
 #define FS_EVENT_WRITE 2u
 #define FS_EVENT_PRIORITY 4u
@@ -40,7 +40,7 @@ fs_module_state *fs_state_of(PyTypeObject *type);
 
 /* A wait's timeout: milliseconds for epoll_wait/poll (-1 = forever, rounded
  * up like the stdlib), nanoseconds for epoll_pwait2/ppoll (sub-millisecond
- * waits, issue #4; valid when ms > 0), and the monotonic deadline used to
+ * waits; valid when ms > 0), and the monotonic deadline used to
  * retry with the remaining time after EINTR (PEP 475). */
 typedef struct {
     int ms;

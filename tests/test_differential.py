@@ -334,7 +334,7 @@ def test_register_bad_file_object(same, kind):
 
 EVENTS = {
     "0": 0,
-    # 4, 8, 256, 512 and 1024 are fastselectors' extended flags (issue #4):
+    # 4, 8, 256, 512 and 1024 are fastselectors' extended flags:
     # unknown to both libraries are 16 and 1 << 12.
     "unknown-bit-16": 16,
     "unknown-bit-4096": 1 << 12,
@@ -1136,7 +1136,7 @@ def test_modify_key_contents_and_map_order_match_the_stdlib(selector_pair,
     """Which object and which events value end up in the key after
     modify(), and the map's order: the stdlib's SelectSelector modifies by
     unregister() + register(), its poll/epoll selectors by _replace().
-    (Found by tests/test_model_fuzz.py.)"""
+    """
     results = []
     for cls in (selector_pair.ours, selector_pair.stdlib):
         a, b = socket.socketpair()
@@ -1169,7 +1169,7 @@ def test_register_huge_fd_on_closed_selector_like_the_stdlib(selector_pair,
     """CPython's EpollSelector converts the fd before it finds the epoll
     closed: OverflowError.  (The poll and select classes raise our closed
     error, a documented divergence: their stdlib twins have no closed
-    state.)  Found by tests/test_model_fuzz.py."""
+    state.)"""
     classes = [selector_pair.ours]
     if selector_pair.name == "EpollSelector":
         classes.append(selector_pair.stdlib)

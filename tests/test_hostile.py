@@ -1,4 +1,4 @@
-"""Hostile arguments to every entry point (issue #5, point 2).
+"""Hostile arguments to every entry point.
 
 Two layers are fuzzed:
 

@@ -1,4 +1,4 @@
-"""The type stubs of the compiled modules match the modules (issue #6).
+"""The type stubs of the compiled modules match the modules.
 
 ``_native.pyi`` is written by hand from the C method tables, and
 ``_cffi_epoll.pyi`` from the cffi cdef: nothing keeps them in step with the
