@@ -353,16 +353,9 @@ class CoreSelector(BaseSelector):
 
     def stats(self, reset: bool = False) -> dict[str, Any]:
         """Counters of this selector's work since it was made (or last
-        reset), on every class and tier (docs/api.md, "Statistics"):
-
-        ``waits`` (select() and dispatch() waits), ``empty_waits`` (waits
-        that reported nothing: timeouts, wake-ups for nothing),
-        ``events`` (events reported), ``callbacks`` (dispatch() callbacks
-        run), ``max_batch`` (the most events one wait reported),
-        ``full_batches`` (waits cut short by ``maxevents``: more may be
-        pending), ``rebuilds`` (kernel instances rebuilt to drop orphaned
-        registrations) and ``idle_time`` (seconds blocked in the kernel:
-        with the wall time it gives the loop's utilisation).
+        reset), the same on every class and tier (docs/api.md, stats()):
+        waits, empty_waits, events, callbacks, max_batch, full_batches,
+        rebuilds and idle_time (seconds blocked in the kernel).
 
         Parameters:
             reset: set every counter back to 0 after reading them
