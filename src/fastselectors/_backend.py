@@ -128,6 +128,23 @@ def available_tiers() -> list[str]:
 
 def choose() -> tuple[str, dict[str, type[BaseSelector]]]:
     """Return (tier, classes) for this process."""
+    def why(tier: str, exc: ImportError) -> str:
+        # A missing compiled module makes Python say "cannot import name
+        # ... partially initialized module ... circular import": name the
+        # real cause instead (a build without a compiler, or pip reusing
+        # the wheel it cached from one), and the fix.
+        import importlib.util
+        name = {"native": "_native", "cffi": "_cffi_epoll"}.get(tier)
+        if name and importlib.util.find_spec("fastselectors." + name) is None:
+            return ("the compiled module fastselectors.{} is not installed "
+                    "(it could not be compiled when fastselectors was "
+                    "installed: no working C compiler or Python headers). "
+                    "Fix: install them, then run: pip install --no-cache-dir "
+                    "--force-reinstall fastselectors (--no-cache-dir: pip "
+                    "would reuse the build it cached without them)"
+                    .format(name))
+        return str(exc)
+
     forced = os.environ.get(ENV_VAR, "").strip()
     if forced:
         try:
@@ -135,21 +152,23 @@ def choose() -> tuple[str, dict[str, type[BaseSelector]]]:
         except ImportError as exc:
             raise ImportError(
                 "{}={} was requested but that tier cannot be loaded: {}"
-                .format(ENV_VAR, forced, exc)) from exc
+                .format(ENV_VAR, forced, why(forced, exc))) from exc
     cpython = sys.implementation.name == "cpython"
     order = TIERS if cpython else ("cffi", "pure")
     for tier in order:
         try:
             classes = selector_classes(tier)
         except ImportError as exc:
-            if tier == "native" and os.name == "posix":
-                # Every wheel and every sdist build with a compiler has it:
+            if tier == order[0] and os.name == "posix":
+                # The tier every wheel and every sdist build with a compiler
+                # has on this interpreter (native on CPython, cffi on PyPy):
                 # its absence is a broken install, so say it loudly.
                 warnings.warn(
-                    "fastselectors: the native tier failed to load ({}); "
-                    "falling back to a slower tier. Reinstall with a C "
-                    "compiler, or set {}=pure to silence this."
-                    .format(exc, ENV_VAR), RuntimeWarning, stacklevel=3)
+                    "fastselectors: the {} tier failed to load: {}. Falling "
+                    "back to a slower tier (fastselectors.BACKEND says "
+                    "which); set {}=pure to silence this."
+                    .format(tier, why(tier, exc), ENV_VAR),
+                    RuntimeWarning, stacklevel=3)
             continue
         return tier, classes
     raise AssertionError("unreachable: the pure tier always loads")
