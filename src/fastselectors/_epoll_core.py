@@ -30,13 +30,7 @@ _MODIFY_ALWAYS = ONESHOT | EDGE
 
 
 class EpollCore(PyCore):
-    """epoll(7): a kernel instance plus the fd -> key table.
-
-    The key is stored *before* the kernel call, and put back if it fails:
-    the call may release the GIL, and a thread waiting on this selector may
-    get the fd's first event at once -- with EDGE or ONESHOT the only one
-    it will ever get -- and must find the new key, not none or the old.
-    """
+    """epoll(7): a kernel instance plus the fd -> key table."""
 
     SUPPORTED: ClassVar[int] = READINESS | EDGE | ONESHOT | EXCLUSIVE
     # As CPython's select.epoll (PyPy's checks "closed" first).
@@ -62,33 +56,16 @@ class EpollCore(PyCore):
         return self._kernel.fd
 
     def register(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._closed:
-            raise closed_error()
-        kfd = kernel_fd(fd)
-        if self._orphans.registering(fd, events):
-            self._rebuild(verify=True)
-        keys = self._keys
-        keys[fd] = key
-        try:
-            self._kernel.add(kfd, self._to_kernel(events))
-        except BaseException:
-            del keys[fd]
-            raise
+        if self._orphans.registering(fd, events) and not self._closed:
+            self._rebuild(verify=True)  # before fd is in the table
+        super().register(fd, events, key)
 
-    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._closed:
-            raise closed_error()
-        keys = self._keys
-        old = keys[fd]
-        keys[fd] = key
-        if events != old.events or events & _MODIFY_ALWAYS:
-            try:
-                self._kernel_modify(fd, old.events, events)
-            except BaseException:
-                keys[fd] = old
-                raise
+    def _kernel_register(self, fd: int, events: int) -> None:
+        self._kernel.add(kernel_fd(fd), self._to_kernel(events))
 
     def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+        if events == old and not events & _MODIFY_ALWAYS:
+            return
         kernel = self._kernel
         mask = self._to_kernel(events)
         if self._orphans.rearming(fd, events):
@@ -102,18 +79,19 @@ class EpollCore(PyCore):
         else:
             kernel.mod(fd, mask)
 
-    def unregister(self, fd: int) -> None:
-        # Hold the key until we return: dropping its last reference may run
-        # a finalizer that uses this core.
-        key = self._keys.pop(fd, None)
-        if key is None or self._closed:
-            return
-        orphans = self._orphans
+    def _kernel_unregister(self, fd: int) -> None:
         # A failure is not reported, like the stdlib selectors: a closed fd
         # (EBADF) has left the set already -- or, if a dup keeps its file
         # alive, can no longer be removed: an orphan (_orphans).
+        orphans = self._orphans
         if orphans.forgetting(fd) and self._kernel.delete(fd):
             orphans.del_failed(fd)
+
+    def _kernel_close(self) -> None:
+        if self._nwaiting:
+            self._kernel.kick()     # the waiters raise the closed error
+        self._kernel.close()
+        self._orphans.reset()
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:
@@ -146,7 +124,7 @@ class EpollCore(PyCore):
                     # one and this batch; the next stale event tries again.
                     pass
         if self._limited and len(ready) >= (limit or 0):
-            self._full_batches += 1
+            self._stats["full_batches"] += 1
         return ready
 
     def _rebuild(self, verify: bool) -> None:
@@ -161,7 +139,7 @@ class EpollCore(PyCore):
             kernel.kick()
         kernel.replace(regs)
         self._orphans.rebuilt()
-        self._rebuilds += 1
+        self._stats["rebuilds"] += 1
 
     def precise_timeouts(self) -> bool:
         """True if waits take nanoseconds (epoll_pwait2) in this process."""
@@ -169,20 +147,6 @@ class EpollCore(PyCore):
             raise closed_error()
         probe = getattr(self._kernel, "precise_timeouts", None)
         return bool(probe and probe())
-
-    def close(self) -> None:
-        # Mark closed first: dropping the keys may run finalizers that use
-        # this core again, and they must see it closed.  Threads waiting in
-        # it are kicked out of the wait: they raise the closed error.
-        if self._closed:
-            return
-        self._closed = True
-        kernel = self._kernel
-        if self._nwaiting:
-            kernel.kick()
-        kernel.close()
-        self._orphans.reset()
-        self._keys.clear()
 
     def _after_fork(self) -> None:
         # A fresh epoll instance with the same registrations, at the same

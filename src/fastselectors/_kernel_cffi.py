@@ -53,7 +53,7 @@ if hasattr(lib, "fs_epoll_ready"):     # Linux only: see build_ffi.py
         BITS: ClassVar[KernelBits] = KernelBits(
             lib.EPOLLIN, lib.EPOLLOUT, lib.EPOLLPRI, lib.EPOLLRDHUP,
             lib.EPOLLET, lib.EPOLLONESHOT, lib.EPOLLEXCLUSIVE)
-    
+
         def __init__(self) -> None:
             self.fd = -1        # first, so close() is safe if we fail
             fd = lib.epoll_create1(lib.EPOLL_CLOEXEC)

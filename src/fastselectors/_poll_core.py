@@ -11,7 +11,7 @@ from __future__ import annotations
 from errno import EINVAL
 from selectors import EVENT_READ, EVENT_WRITE
 
-from ._checks import closed_error, kernel_fd
+from ._checks import kernel_fd
 from ._flags import EVENT_PRIORITY, EVENT_RDHUP, ONESHOT
 from ._pycore import PyCore
 from ._waker import Waker
@@ -19,7 +19,6 @@ from ._waker import Waker
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from selectors import SelectorKey
     from typing import ClassVar
 
     from ._types import PollKernel, Ready
@@ -49,38 +48,28 @@ class PollCore(PyCore):
                              | ONESHOT | (EVENT_RDHUP if bits.to_kernel(
                                  EVENT_RDHUP) else 0))
 
-    def register(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._closed:
-            raise closed_error()
-        kfd = kernel_fd(fd)
-        self._keys[fd] = key
-        self._kernel.set(kfd, self._to_kernel(events))
+    def _kernel_register(self, fd: int, events: int) -> None:
+        self._kernel.set(kernel_fd(fd), self._to_kernel(events))
         if events & ONESHOT:
             self._oneshot = True
 
-    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._closed:
-            raise closed_error()
-        keys = self._keys
-        old = keys[fd]      # dropped at return, the core consistent
-        keys[fd] = key
+    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
         if events & ONESHOT:
             self._oneshot = True
         disarmed = self._disarmed
-        if fd in disarmed or events != old.events or events & ONESHOT:
+        if fd in disarmed or events != old or events & ONESHOT:
             disarmed.discard(fd)    # any modify() re-arms a ONESHOT
             self._kernel.set(fd, self._to_kernel(events))
 
-    def unregister(self, fd: int) -> None:
-        # Hold the key until we return: dropping its last reference may run
-        # a finalizer that uses this core.
-        key = self._keys.pop(fd, None)
-        if key is None or self._closed:
-            return
+    def _kernel_unregister(self, fd: int) -> None:
         if fd in self._disarmed:
             self._disarmed.discard(fd)
         else:
             self._kernel.remove(fd)
+
+    def _kernel_close(self) -> None:
+        self._kernel.close()
+        self._disarmed.clear()
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:
@@ -113,19 +102,6 @@ class PollCore(PyCore):
                     kernel.remove(key.fd)
                     self._disarmed.add(key.fd)
         return ready
-
-    def close(self) -> None:
-        # Mark closed first: dropping the keys may run finalizers that use
-        # this core again, and they must see it closed.
-        if self._closed:
-            return
-        self._closed = True
-        if self._waker is not None:
-            self._waker.wake()
-            self._release_waker()
-        self._kernel.close()
-        self._disarmed.clear()
-        self._keys.clear()
 
     def _after_fork(self) -> None:
         # A wait that another thread had under way at the fork is gone (and

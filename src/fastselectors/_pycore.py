@@ -56,15 +56,6 @@ class PyCore:
 
     _keys: dict[int, SelectorKey]       # fd -> current key
     _waker: Waker | None = None         # see the module docstring
-    # The statistics (stats()): see _reset_stats.
-    _waits: int
-    _empty_waits: int
-    _events: int
-    _callbacks: int
-    _max_batch: int
-    _full_batches: int
-    _rebuilds: int
-    _idle: float
 
     def __init__(self) -> None:
         self._closed = False        # set first by close()
@@ -75,9 +66,23 @@ class PyCore:
         self._pending: Sequence[tuple[SelectorKey, int]] = ()  # its batch
         self._pending_pos = 0       # first event of it not yet delivered
         self._nwaiting = 0          # threads inside the kernel wait
-        self._reset_stats()
+        self._stats: dict[str, Any] = dict.fromkeys(STAT_NAMES, 0)
 
     # -- what each core provides ------------------------------------------
+
+    def _kernel_register(self, fd: int, events: int) -> None:
+        raise NotImplementedError
+
+    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+        """*old*: the events before; called whatever changed."""
+        raise NotImplementedError
+
+    def _kernel_unregister(self, fd: int) -> None:
+        """Never raises for an fd closed since it was registered."""
+        raise NotImplementedError
+
+    def _kernel_close(self) -> None:
+        raise NotImplementedError
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[Any] | None:
@@ -89,6 +94,58 @@ class PyCore:
     def _collect(self, pairs: Iterable[Any], limit: int | None) -> Ready:
         """The batch of one wait, from what _kernel_wait returned."""
         raise NotImplementedError
+
+    # -- the table ------------------------------------------------------------
+    #
+    # The key is stored *before* the kernel call, and put back if it fails:
+    # the call may release the GIL, and a thread waiting on this selector
+    # may get the fd's first event at once -- with EDGE or ONESHOT the only
+    # one it will ever get -- and must find the new key, not none or the
+    # old.  A key dropped from the table is held until the core is
+    # consistent: its last reference may run a finalizer that uses the core.
+
+    def register(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        keys = self._keys
+        keys[fd] = key
+        try:
+            self._kernel_register(fd, events)
+        except BaseException:
+            if keys.get(fd) is key:
+                del keys[fd]
+            raise
+
+    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
+        if self._closed:
+            raise closed_error()
+        keys = self._keys
+        old = keys[fd]
+        keys[fd] = key
+        try:
+            self._kernel_modify(fd, old.events, events)
+        except BaseException:
+            if keys.get(fd) is key:
+                keys[fd] = old
+            raise
+
+    def unregister(self, fd: int) -> None:
+        key = self._keys.pop(fd, None)
+        if key is not None and not self._closed:
+            self._kernel_unregister(fd)
+
+    def close(self) -> None:
+        # Closed first: dropping the keys may run finalizers that use this
+        # core again, and they must see it closed.  A thread waiting in it
+        # is woken, and raises the closed error (_waker).
+        if self._closed:
+            return
+        self._closed = True
+        if self._waker is not None:
+            self._waker.wake()
+            self._release_waker()
+        self._kernel_close()
+        self._keys.clear()
 
     @property
     def closed(self) -> bool:
@@ -117,7 +174,7 @@ class PyCore:
         n = len(ready)
         if not limit or n <= limit:
             return ready
-        self._full_batches += 1
+        self._stats["full_batches"] += 1
         start = self._rotor % n
         self._rotor = start + limit
         return (ready[start:] + ready[:start])[:limit]
@@ -183,16 +240,17 @@ class PyCore:
         if self._closed:    # by a signal handler or another thread
             raise closed_error()
         ready = self._collect(pairs or (), limit)
-        self._waits += 1
+        stats = self._stats
+        stats["waits"] += 1
         if start:
-            self._idle += monotonic() - start
+            stats["idle_time"] += monotonic() - start
         n = len(ready)
         if n:
-            self._events += n
-            if n > self._max_batch:
-                self._max_batch = n
+            stats["events"] += n
+            if n > stats["max_batch"]:
+                stats["max_batch"] = n
         else:
-            self._empty_waits += 1
+            stats["empty_waits"] += 1
         return ready
 
     def _release_waker(self) -> None:
@@ -271,24 +329,16 @@ class PyCore:
                     count += 1
         finally:
             self._pending_pos = pos
-            self._callbacks += count
+            self._stats["callbacks"] += count
         return count
 
     # -- statistics, fork -----------------------------------------------------
 
-    def _reset_stats(self) -> None:
-        self._waits = self._empty_waits = self._events = 0
-        self._callbacks = self._max_batch = self._full_batches = 0
-        self._rebuilds = 0
-        self._idle = 0.0
-
     def stats(self, reset: bool = False) -> dict[str, Any]:
-        values = dict(zip(STAT_NAMES, (
-            self._waits, self._empty_waits, self._events, self._callbacks,
-            self._max_batch, self._full_batches, self._rebuilds,
-            self._idle)))
+        values = dict(self._stats)
         if reset:
-            self._reset_stats()
+            self._stats = dict.fromkeys(STAT_NAMES, 0)
+        values["idle_time"] = float(values["idle_time"])
         return values
 
     def _after_fork(self) -> None:

@@ -13,7 +13,6 @@ import select
 import sys
 from selectors import EVENT_READ, EVENT_WRITE
 
-from ._checks import closed_error
 from ._flags import EVENT_PRIORITY, ONESHOT
 from ._pycore import PyCore
 from ._timeouts import select_timeout
@@ -22,7 +21,6 @@ from ._waker import Waker
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from selectors import SelectorKey
     from typing import Any, ClassVar
 
     from ._types import Ready
@@ -77,11 +75,24 @@ class SelectCore(PyCore):
         self._urgent: set[int] = set()
         self._oneshot: set[int] = set()     # ONESHOT ones, armed or not
 
-    def register(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._closed:
-            raise closed_error()
-        self._keys[fd] = key
+    def _kernel_register(self, fd: int, events: int) -> None:
         self._set_interest(fd, events)
+
+    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+        if events != old:
+            # The stdlib's modify() is unregister() + register(): the same
+            # set operations keep the sets, and so the order of the results
+            # (that of the sets), the same as its.
+            self._set_interest(fd, 0)
+        self._set_interest(fd, events)
+
+    def _kernel_unregister(self, fd: int) -> None:
+        self._set_interest(fd, 0)
+
+    def _kernel_close(self) -> None:
+        for fds in (self._readers, self._writers, self._urgent,
+                    self._oneshot):
+            fds.clear()
 
     def _set_interest(self, fd: int, events: int) -> None:
         for fds, bit in ((self._readers, EVENT_READ),
@@ -92,22 +103,6 @@ class SelectCore(PyCore):
                 fds.add(fd)
             else:
                 fds.discard(fd)
-
-    def modify(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._closed:
-            raise closed_error()
-        keys = self._keys
-        if events != keys[fd].events:
-            # The stdlib's modify() is unregister() + register(): the same
-            # set operations keep the sets, and so the order of the results
-            # (that of the sets), the same as its.
-            self._set_interest(fd, 0)
-        keys[fd] = key
-        self._set_interest(fd, events)
-
-    def unregister(self, fd: int) -> None:
-        if self._keys.pop(fd, None) is not None:
-            self._set_interest(fd, 0)
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> tuple[list[int], list[int], list[int]]:
@@ -183,16 +178,3 @@ class SelectCore(PyCore):
         if self._waker is not None:
             self._readers.discard(self._waker.fd)
         super()._after_fork()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True     # first: see EpollCore.close
-        if self._waker is not None:
-            self._waker.wake()
-            self._release_waker()
-        self._keys.clear()
-        self._readers.clear()
-        self._writers.clear()
-        self._urgent.clear()
-        self._oneshot.clear()

@@ -97,18 +97,10 @@ class SelectorMapping(_SelectorMappingBase):
 class CoreSelector(BaseSelector):
     """A ``selectors.BaseSelector`` whose kernel work is done by a core."""
 
-    #: The core class; set by each concrete selector (make_selector), None
-    #: only on the bases (hence the ignore: no concrete class has None).
+    #: The core class, whose class attributes say how this selector
+    #: behaves (_types.Core); set by each concrete selector (make_selector),
+    #: None only on the bases (hence the ignore).
     _core_cls: ClassVar[type[Core]] = None  # type: ignore[assignment]
-    #: The events bits its core can honour (the core's SUPPORTED).
-    _supported = 0
-    #: The core's REREGISTER_ON_MODIFY: modify() behaves as unregister() +
-    #: register(), as the stdlib's SelectSelector (see modify()).
-    _reregister_on_modify = False
-    #: The core's FD_RANGE_BEFORE_CLOSED: register() on a closed selector
-    #: reports an fd above INT_MAX as OverflowError first, as the stdlib's
-    #: EpollSelector on CPython does.
-    _fd_range_before_closed = False
 
     _core: Core
     _fd_to_key: dict[int, SelectorKey]
@@ -119,7 +111,7 @@ class CoreSelector(BaseSelector):
         """Return True if this selector honours every bit of *flag* (e.g.
         ``EpollSelector.supports(EDGE)``); never raises."""
         return (isinstance(flag, int) and flag > 0
-                and not flag & ~cls._supported)
+                and not flag & ~cls._core_cls.SUPPORTED)
 
     def __init__(self, maxevents: int | None = None) -> None:
         """Parameters:
@@ -169,10 +161,10 @@ class CoreSelector(BaseSelector):
             OSError: the kernel refused the fd (epoll: closed fd, regular file)
         """
         check_events(events)
-        check_supported(type(self), events, self._supported)
+        check_supported(type(self), events, self._core_cls.SUPPORTED)
         fd = self._fileobj_lookup(fileobj)
         if self._map is None:
-            if fd > INT_MAX and self._fd_range_before_closed:
+            if fd > INT_MAX and self._core_cls.FD_RANGE_BEFORE_CLOSED:
                 # CPython's select.epoll converts the fd to a C int before
                 # it looks at its closed state.
                 raise OverflowError("Python int too large to convert to C int")
@@ -231,7 +223,7 @@ class CoreSelector(BaseSelector):
         events_changed = events != key.events
         if events_changed:
             check_events(events)
-            check_supported(type(self), events, self._supported)
+            check_supported(type(self), events, self._core_cls.SUPPORTED)
             if (events ^ key.events) & EXCLUSIVE:
                 raise ValueError("EXCLUSIVE can only be set by register(), "
                                  "never added or removed by modify()")
@@ -241,7 +233,7 @@ class CoreSelector(BaseSelector):
             fd = key.fd
             kept = key.fileobj
             fd_to_key = self._fd_to_key
-            if self._reregister_on_modify:
+            if self._core_cls.REREGISTER_ON_MODIFY:
                 # The stdlib's SelectSelector modifies by unregister() +
                 # register(): new events put the object *given* here in the
                 # key and move the fd to the end of the map's order; a
@@ -317,29 +309,16 @@ class CoreSelector(BaseSelector):
         """Wait once, then call ``key.data(key, events)`` for every ready
         registration; return how many callbacks ran.
 
-        The contract (every tier; tested in tests/test_dispatch.py):
-
-        - One wait, with select()'s timeout rules, then the batch is
-          delivered in the kernel's order; callbacks' return values are
-          ignored.  ``events`` is the ready subset of the key's interest.
-        - A callback may register, modify, unregister or close any fd.  A
-          pending event of this batch whose fd was unregistered or modified
-          (any register/modify/unregister of it, data-only included) since
-          the wait is dropped, never delivered with stale interest or data:
-          if the fd is still ready, the next wait reports it again.  Close
-          an fd only after unregistering it, as with the stdlib.
-        - A callback that raises: the exception propagates out of
-          dispatch() at once; the events after it stay pending and the next
-          dispatch() delivers them (re-checked as above) without waiting.
-          Nothing is lost and nothing is delivered twice.
-        - ``close()`` from a callback ends the batch: dispatch() returns the
-          count so far and the rest is dropped.
-        - Re-entrant ``dispatch()`` or ``select()`` from a callback of the
-          same selector raises ``RuntimeError``; so does a dispatch() while
-          another thread is inside dispatch() on the same selector.
-          select() from other threads is fine, except on the pure tier's
-          PollSelector: ``select.poll`` refuses two concurrent waits
-          (``RuntimeError``), as the stdlib's PollSelector does.
+        The contract, the same on every tier (docs/api.md, dispatch(),
+        has it whole; tests/test_dispatch.py tests it): a pending event
+        whose fd was registered, modified or unregistered since the wait
+        is dropped, never delivered with stale interest or data (if the fd
+        is still ready, the next wait reports it again); a callback that
+        raises propagates at once and the rest of the batch stays pending
+        for the next dispatch(), delivered without a wait; close() from a
+        callback ends the batch; dispatch() or select() from a callback of
+        the same selector, and dispatch() while another thread is in it,
+        raise RuntimeError.
 
         Parameters:
             timeout, maxevents: as for select()
@@ -403,9 +382,6 @@ def make_selector(name: str, core_cls: type[Core],
     base = KernelFdSelector if hasattr(core_cls, "fileno") else CoreSelector
     return type(name, (base,), {
         "_core_cls": core_cls,
-        "_supported": core_cls.SUPPORTED,
-        "_reregister_on_modify": core_cls.REREGISTER_ON_MODIFY,
-        "_fd_range_before_closed": core_cls.FD_RANGE_BEFORE_CLOSED,
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),
