@@ -1,7 +1,5 @@
-"""The epoll core of the Python tiers, over a tier's ``EpollKernel``.
-
-Closed and dup'd fds: ``_orphans``.  The kernel traps are written at the
-top of ``csrc/epoll_core.c``.
+"""The epoll core of the Python tiers, over a tier's ``EpollKernel``
+(closed and dup'd fds: ``_orphans``; epoll's traps: ``csrc/epoll_core.c``).
 """
 
 from __future__ import annotations
@@ -21,11 +19,10 @@ if TYPE_CHECKING:
 
     from ._types import EpollKernel, Ready
 
-# Any modify() of these makes a kernel call, even one that changes
-# nothing: a ONESHOT registration is re-armed by it (how its users say
-# "report it again"), and an EDGE one has the kernel re-check readiness, so
-# an edge whose pending dispatch() event the change dropped is reported
-# again (the dispatch contract: see CoreSelector.dispatch).
+# Any modify() of these makes a kernel call, even a no-change one: it
+# re-arms a ONESHOT ("report it again"), and has the kernel re-check an
+# EDGE one's readiness, so an edge whose pending dispatch() event the
+# change dropped is reported again (the dispatch contract).
 _MODIFY_ALWAYS = ONESHOT | EDGE
 
 
@@ -42,13 +39,8 @@ class EpollCore(PyCore):
         super().__init__()
         self._kernel = self._Kernel()
         self._to_kernel = self._Kernel.BITS.to_kernel
+        self._ready_bits = self._Kernel.BITS.readiness
         self._orphans = Orphans()
-
-    def __init_subclass__(cls) -> None:
-        super().__init_subclass__()
-        kernel = cls.__dict__.get("_Kernel")
-        if kernel is not None:
-            cls._ready_bits = kernel.BITS.readiness
 
     def fileno(self) -> int:
         if self._closed:

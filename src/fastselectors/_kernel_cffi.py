@@ -1,17 +1,11 @@
-"""The cffi tier's kernel layer: epoll and poll through the out-of-line cffi
-module built by ``csrc/ffi/build_ffi.py``.
+"""The cffi tier's kernel layer (PyPy's tier: cffi is its fast FFI): epoll
+and poll through the module built by ``csrc/ffi/build_ffi.py``.
 
-This is the tier PyPy uses (cffi is PyPy's fast FFI; a C extension would
-run through the slow cpyext layer), and CPython when forced with
-``FASTSELECTORS_BACKEND=cffi``.  Only the syscalls are here; the cores are
-``_pycore`` and its subclasses, shared with the pure tier.  Where this layer
-does better than the stdlib's objects (``_kernel_stdlib``): nanosecond
-timeouts (epoll_pwait2, ppoll: ``csrc/waits.h``), EINTR handed back to the
-core (which re-checks "closed"), and a wait that never reads a struct field
-in Python: the C side hands back two int arrays that ``ffi.unpack`` turns
-into lists.  Buffers are reused across waits, through a free list: the GIL
-is released during a wait, and two threads waiting at once must not have
-the kernel write both results into one buffer.
+Better than the stdlib's objects (``_kernel_stdlib``): nanosecond timeouts
+(``csrc/waits.h``), EINTR handed back to the core, and waits that read no
+struct field in Python (the C side fills two int arrays, ``ffi.unpack``
+makes them lists).  Wait buffers are reused through a free list: the GIL
+is released during a wait, and two waiting threads need two buffers.
 """
 
 from __future__ import annotations
@@ -150,20 +144,13 @@ _HOLE = -1      # an unregistered entry: poll() skips negative fds
 class PollKernel:
     """A ``struct pollfd[]`` master array plus fd -> position.
 
-    ``_table = (fds, n)`` is the master (with spare capacity) and the number
-    of entries in use, published together by one attribute store, so a
-    reader never pairs an array with a count it does not have.  set()
-    appends, so the entries keep the registration order.  remove() leaves
-    a hole -- fd -1, which poll skips -- instead of shifting everything; a
-    compacted copy (order kept) replaces the master once holes outnumber
-    live entries, so each remove costs O(1) amortised -- and also when
-    poll() says EINVAL (more entries than RLIMIT_NOFILE) while holes
-    remain, as the stdlib would not have counted them.
-
-    The kernel never sees the master: each wait copies the entries in use
-    into a wait buffer and polls that, so other threads may change the
-    master meanwhile (some kernels, macOS's, copy whole pollfds back, which
-    would undo an edit made in place during the wait).
+    ``_table = (fds, n)``: the master and the entries in use, published by
+    one store.  set() appends (registration order); remove() leaves a hole
+    (fd -1, which poll skips) and a compacted copy replaces the master once
+    holes outnumber live entries -- or when poll() says EINVAL (more
+    entries than RLIMIT_NOFILE), as the stdlib would not count holes.  Each
+    wait polls a copy, so other threads may edit the master meanwhile (and
+    kernels that copy whole pollfds back, macOS's, undo no edit).
     """
 
     BITS: ClassVar[KernelBits] = KernelBits(

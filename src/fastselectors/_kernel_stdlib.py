@@ -1,13 +1,9 @@
-"""The pure tier's kernel layer: the stdlib's ``select.epoll`` and
-``select.poll`` (no compiler needed).
+"""The pure tier's kernel layer (``_types.EpollKernel``/``PollKernel``):
+the stdlib's ``select.epoll`` and ``select.poll``, no compiler needed.
 
-A kernel layer is the only per-tier part of the Python cores
-(``_pycore``): the syscalls, nothing else.  Its interface is
-``_types.EpollKernel``/``_types.PollKernel``; the cffi tier's is
-``_kernel_cffi``.  What the stdlib's objects cannot do, and the cores work
-around: ``wait()`` retries EINTR by itself (PEP 475, so never returns
-None), timeouts are milliseconds (``ns`` is ignored), and epoll's event
-data is the fd only (no generation: ``_orphans`` says what that costs).
+Their limits, which the cores work around: wait() retries EINTR itself
+(PEP 475: never None), timeouts are milliseconds (``ns`` is ignored), and
+epoll's event data is the fd only (``_orphans``).
 """
 
 from __future__ import annotations

@@ -6,11 +6,10 @@ leaves a registration that ``EPOLL_CTL_DEL`` can no longer reach (an
 *orphan*).  The stdlib then wakes up forever for it, and delivers its events
 to whatever new registration reuses the fd number.
 
-The native core tells an orphan's events apart by a generation stored in
-the event data.  ``select.epoll`` stores the fd number only, so the pure
-tier cannot; the cffi tier could, but two algorithms in the Python tiers
-would be two things to keep right, for no difference anyone can observe.
-So both Python tiers keep the same promise this way:
+The native core tells an orphan's events apart by a generation in the
+event data.  ``select.epoll`` stores the fd only; the cffi tier could store
+more, but a second algorithm in the Python tiers would be one more thing to
+keep right, for no difference anyone can observe.  Both keep the promise so:
 
 - an fd whose ``EPOLL_CTL_DEL`` failed is a *suspect*: a dup may keep its
   old registration alive;
@@ -20,16 +19,10 @@ So both Python tiers keep the same promise this way:
 - an event for an fd without a key while suspects exist rebuilds too: one
   extra wake-up, never a spin.
 
-A rebuild makes a fresh instance holding every registration the old one
-still has (probed with ``EPOLL_CTL_MOD`` on the old one: it fails for a
-closed fd, or a number that now names another file), in place of the old
-one at the same fd number, so ``fileno()`` does not change.  ONESHOT
-registrations that fired and were not re-armed are *parked*, not added:
-adding them would re-arm them behind the back of the thread that owns the
-event; ``modify()``/``rearm()`` adds them back.
-
-This object holds that state; the core calls its primitives at each step
-and does the kernel calls itself.
+A rebuild (as the native one: ``csrc/epoll_core.c``) puts a fresh instance
+with every registration the old one still has in its place; ONESHOTs that
+fired and were not re-armed are *parked* until ``modify()``.  This object
+holds that state; the core calls its primitives and makes the syscalls.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ class PollCore(PyCore):
         super().__init__()
         self._kernel = self._Kernel()
         self._to_kernel = self._Kernel.BITS.to_kernel
+        self._ready_bits = self._Kernel.BITS.readiness
         self._disarmed: set[int] = set()    # ONESHOTs reported, not re-armed
         self._oneshot = False               # a ONESHOT was ever registered
 
@@ -42,7 +43,6 @@ class PollCore(PyCore):
         kernel = cls.__dict__.get("_Kernel")
         if kernel is not None:
             bits = kernel.BITS
-            cls._ready_bits = bits.readiness
             # RDHUP only where the kernel has it (Linux).
             cls.SUPPORTED = (EVENT_READ | EVENT_WRITE | EVENT_PRIORITY
                              | ONESHOT | (EVENT_RDHUP if bits.to_kernel(

@@ -1,21 +1,15 @@
-"""The core of the Python tiers (pure and cffi): one implementation of the
-``Core`` protocol (``_types.Core``), over a small kernel layer per tier.
+"""The core of the Python tiers (pure and cffi): one implementation of
+``_types.Core``, over a kernel layer per tier (``_kernel_stdlib``: the
+stdlib's ``select`` module; ``_kernel_cffi``: the cffi binding).
 
-This base holds what every Python core does the same way: the fd -> key
-table, ``select()`` and ``dispatch()`` with their contract (written in
-``CoreSelector.dispatch``), the batch limit, the wait with its EINTR retry,
-the result loop, and the statistics.  ``_epoll_core``, ``_poll_core`` and
-``_select_core`` add what is particular to each kernel API; the tiers differ
-only in the kernel layer they plug in (``_kernel_stdlib``: the stdlib's
-``select`` module; ``_kernel_cffi``: the cffi binding).
-
-A kernel layer's ``wait()`` returns an iterable of ``(fd, revents)`` pairs,
-or None when the call was interrupted by a signal (EINTR) and the Python
-signal handlers have run: the core then re-checks "closed" and retries with
-the remaining time.  A layer whose syscall retries EINTR by itself (the
-stdlib's, PEP 475) never returns None.  A close() from a signal handler or
-another thread ends the wait all the same: epoll's waiters are kicked off
-the instance, poll and select keep a ``Waker`` in their blocking waits.
+This base does what every Python core does alike: the fd -> key table,
+select() and dispatch(), the batch limit, the wait with its EINTR retry,
+the result loop, the statistics.  ``_epoll_core``, ``_poll_core`` and
+``_select_core`` add what each kernel API needs.  A kernel layer's wait()
+returns ``(fd, revents)`` pairs, or None after EINTR once the signal
+handlers have run: the core re-checks "closed" and retries with the time
+left.  (The stdlib's calls retry EINTR themselves: a close() from a
+handler ends those waits through ``_waker``.)
 """
 
 from __future__ import annotations
@@ -43,16 +37,12 @@ STAT_NAMES = ("waits", "empty_waits", "events", "callbacks", "max_batch",
 class PyCore:
     """The shared part of the Python cores (see the module docstring)."""
 
-    #: The events bits this core can honour (the Core protocol).
+    # The behaviour each core class declares: _types.Core.
     SUPPORTED: ClassVar[int] = 0
-    #: modify() behaves as unregister() + register() (the stdlib's select).
     REREGISTER_ON_MODIFY: ClassVar[bool] = False
-    #: register() on a closed core checks the fd range first (CPython's
-    #: select.epoll converts the fd before it looks at its closed state).
     FD_RANGE_BEFORE_CLOSED: ClassVar[bool] = False
 
-    #: The kernel's revents -> our readiness bits (set by each core).
-    _ready_bits: ClassVar[ReadinessMap]
+    _ready_bits: ReadinessMap   # the kernel's revents -> our readiness
 
     _keys: dict[int, SelectorKey]       # fd -> current key
     _waker: Waker | None = None         # see the module docstring
@@ -305,15 +295,11 @@ class PyCore:
     def _deliver_pending(self) -> int:
         """The dispatch loop: deliver the pending part of the batch.
 
-        An event is delivered only if its registration is unchanged since
-        the wait: every register/modify/unregister stores a *new* key
-        object, so "the key in the table is still the very key of the
-        event" is exactly "nothing changed this fd since the wait" (the
-        stamp check of the C cores, for free).  The pending list holds
-        strong references to those keys, so an identity can never be
-        recycled for another key while it is compared.  No closed check
-        per event is needed: close() empties the table, so every event
-        after a callback that closed the selector fails the check.
+        Every register/modify/unregister stores a *new* key, so "the key in
+        the table is still the event's" is "nothing changed this fd since
+        the wait" (the C cores' stamp check); the pending list's references
+        keep those identities from being recycled.  close() empties the
+        table: the events after a callback that closed fail the check.
         """
         pending = self._pending
         keys_get = self._keys.get

@@ -1,10 +1,8 @@
-"""The select() core of every tier, over the stdlib's ``select.select``.
-
+"""The select() core of every tier, over the stdlib's ``select.select``:
 select(2) is O(max fd) and capped at FD_SETSIZE, so nobody should want it
-fast, and ``select.select`` gives exactly the stdlib's errors for fds >=
-FD_SETSIZE and closed fds.  Results come in registration order, as the
-stdlib's.  EVENT_PRIORITY is the exceptional set; ONESHOT is emulated
-exactly (an fd reported once leaves the sets until ``modify()`` re-arms it).
+fast, and ``select.select`` gives the stdlib's very errors.  EVENT_PRIORITY
+is the exceptional set; ONESHOT is emulated exactly (a reported fd leaves
+the sets until ``modify()`` re-arms it).
 """
 
 from __future__ import annotations
@@ -25,34 +23,25 @@ if TYPE_CHECKING:
 
     from ._types import Ready
 
-# select.select retries EINTR by itself (PEP 475): see _waker.  Windows'
-# select() takes sockets only, and no signal interrupts it.
-_USE_WAKER = sys.platform != "win32"
+_WINDOWS = sys.platform == "win32"     # (no waker there: see _waker)
+_FD_SETSIZE = 1024      # Linux's and macOS's; select() refuses fds above
 
-if sys.platform == "win32":
-    def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
-                    timeout: float | None
-                    ) -> tuple[list[int], list[int], list[int]]:
-        # Windows reports a failed connect() in the exceptional set only.
-        r, w, x = select.select(readers, writers, writers | urgent, timeout)
-        return r, w + [fd for fd in x if fd in writers], \
-            [fd for fd in x if fd in urgent]
-else:
-    def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
-                    timeout: float | None
-                    ) -> tuple[list[int], list[int], list[int]]:
+
+def _select_fds(readers: set[int], writers: set[int], urgent: set[int],
+                timeout: float | None
+                ) -> tuple[list[int], list[int], list[int]]:
+    if not _WINDOWS:
         return select.select(readers, writers, urgent, timeout)
-
-
-# Linux's and macOS's default FD_SETSIZE; select.select refuses fds above it.
-_FD_SETSIZE = 1024
+    # Windows reports a failed connect() in the exceptional set only.
+    r, w, x = select.select(readers, writers, writers | urgent, timeout)
+    return r, w + [fd for fd in x if fd in writers], \
+        [fd for fd in x if fd in urgent]
 
 
 def _select_waker() -> Waker | None:
-    """A waker whose fd select() accepts, or None: in a process with
-    FD_SETSIZE fds open, a close() from a signal handler then ends the wait
-    only when it returns by itself (an fd ready, or the timeout), rather
-    than make every wait fail with "filedescriptor out of range"."""
+    """A waker whose fd select() accepts, or None (FD_SETSIZE fds open:
+    then a wait ends when it returns by itself, rather than fail with
+    "filedescriptor out of range")."""
     waker = Waker()
     if waker.fd < _FD_SETSIZE:
         return waker
@@ -110,7 +99,7 @@ class SelectCore(PyCore):
         # themselves (a timeval), so it gets the stdlib's own value.
         timeout = self._timeout
         readers = self._readers
-        if ms and _USE_WAKER and not self._no_waker:
+        if ms and not _WINDOWS and not self._no_waker:
             if self._waker is None:
                 self._waker = _select_waker()
                 self._no_waker = self._waker is None

@@ -1,15 +1,8 @@
-"""How a timeout is rounded: the one copy for the Python tiers.
-
-The C tier has the same rules in ``csrc/common.c`` (``fs_timeout_init``).
-
-- ``select()``/``dispatch()`` take seconds: None blocks, <= 0 polls, and
-  anything else is rounded *up*, so a wait is never shorter than asked.
-- epoll_wait()/poll() take milliseconds (the stdlib's rounding:
-  ``math.ceil(timeout * 1e3)``, hence its exceptions for NaN, infinities
-  and non-numbers); epoll_pwait2()/ppoll() take the exact nanoseconds,
-  never more than the milliseconds figure.
-- After EINTR (PEP 475) the wait is retried with the time *remaining*
-  until the deadline, never the whole timeout again.
+"""How a timeout is rounded, for the Python tiers (the C tier's copy:
+``fs_timeout_init`` in ``csrc/common.c``): None blocks, <= 0 polls, else
+rounded *up* (a wait is never shorter than asked) -- to milliseconds as the
+stdlib (``math.ceil(timeout * 1e3)``, hence its exceptions), to nanoseconds
+where the kernel takes them; after EINTR (PEP 475), the time remaining.
 """
 
 from __future__ import annotations

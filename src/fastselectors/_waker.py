@@ -1,18 +1,13 @@
-"""Ending a wait from the outside: the contract (``_types.Core``) wants a
-close() from a signal handler or another thread to end a wait at once.
+"""Ending a wait from the outside: a close() from a signal handler or
+another thread must end a wait at once (``_types.Core``).
 
-A poll or select core keeps the read end of a pipe (a ``Waker``) in every
-blocking wait; ``close()`` writes one byte and the wait returns.  Nothing
-else would do: ``select.poll().poll()`` and ``select.select()`` retry EINTR
-by themselves (PEP 475), on the same fds, and closing a selector closes
-none of the fds a wait watches.  (The native poll core does the same in C.
-epoll needs no pipe of its own: see ``always_readable_fd``.)
-
-Made on the first blocking wait (a selector only ever polled with timeout
-0, or never waited on, costs no fd), closed by the last waiter out of a
-closed core (closing it earlier could let the fd number be reused under a
-wait).  POSIX only: Windows' select() takes sockets only, and no signal
-interrupts it there.
+A poll or select core keeps the read end of a pipe, a ``Waker``, in every
+blocking wait, and close() writes to it: nothing else would do, as
+``select.poll().poll()`` and ``select.select()`` retry EINTR themselves
+(PEP 475) and closing a selector closes none of the fds watched.  Made on
+the first blocking wait; closed by the last waiter out of a closed core
+(earlier, its number could be reused under a wait).  POSIX only: Windows'
+select() takes sockets only.  epoll needs none: ``always_readable_fd``.
 """
 
 from __future__ import annotations
