@@ -1,23 +1,15 @@
-# The public names of fastselectors, for type checkers.  At run time the
-# selector classes are made at import, by the tier chosen
-# (_backend.selector_classes); this is what they are: the stdlib's
-# (typeshed's ``selectors``) plus CoreSelector's additions -- dispatch(),
-# maxevents, supports(), rearm(), stats().  As in the stdlib, a class is
-# missing where the platform has no such kernel API.  tests/test_typing.py
-# checks this file against the module.
+# The public names, for type checkers: the selector classes are made at
+# import by the tier chosen (_backend); they are the stdlib's plus
+# CoreSelector's additions.  As in the stdlib, a class is missing where the
+# platform has no such kernel API.  tests/test_typing.py checks this file.
 
 import sys
-from selectors import EVENT_READ as EVENT_READ
-from selectors import EVENT_WRITE as EVENT_WRITE
-from selectors import BaseSelector as BaseSelector
-from selectors import SelectorKey as SelectorKey
+from selectors import EVENT_READ as EVENT_READ, EVENT_WRITE as EVENT_WRITE
+from selectors import BaseSelector as BaseSelector, SelectorKey as SelectorKey
 
-from ._flags import EDGE as EDGE
-from ._flags import EVENT_PRIORITY as EVENT_PRIORITY
-from ._flags import EVENT_RDHUP as EVENT_RDHUP
-from ._flags import EXCLUSIVE as EXCLUSIVE
-from ._flags import MODIFIERS as MODIFIERS
-from ._flags import ONESHOT as ONESHOT
+from ._flags import EDGE as EDGE, EVENT_PRIORITY as EVENT_PRIORITY
+from ._flags import EVENT_RDHUP as EVENT_RDHUP, EXCLUSIVE as EXCLUSIVE
+from ._flags import MODIFIERS as MODIFIERS, ONESHOT as ONESHOT
 from ._flags import READINESS as READINESS
 from ._selectors import CoreSelector, KernelFdSelector
 

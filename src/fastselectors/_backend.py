@@ -84,34 +84,21 @@ def selector_classes(tier: str) -> dict[str, type[BaseSelector]]:
 
     Raises ImportError if the tier cannot be loaded here.
     """
-    cores = _core_classes(tier)
     classes: dict[str, type[BaseSelector]] = {
-        "SelectSelector": make_selector("SelectSelector", cores["select"])}
-    if "poll" in cores:
-        classes["PollSelector"] = make_selector("PollSelector", cores["poll"])
-    if "epoll" in cores:
-        classes["EpollSelector"] = make_selector("EpollSelector",
-                                                 cores["epoll"])
-    # Platform selectors we have no core for are the stdlib's own classes:
-    # never worse than the stdlib's choice on that platform.
+        name.capitalize() + "Selector": make_selector(
+            name.capitalize() + "Selector", core)
+        for name, core in _core_classes(tier).items()}
+    # Platform selectors we have no core for are the stdlib's own classes,
+    # and the default where the stdlib's is: never worse than its choice.
+    default = classes.get("EpollSelector") or classes.get("PollSelector") \
+        or classes["SelectSelector"]
     for name in ("KqueueSelector", "DevpollSelector"):
         if hasattr(_stdlib, name):
             classes[name] = getattr(_stdlib, name)
-    classes["DefaultSelector"] = _default(classes)
+            if _stdlib.DefaultSelector is classes[name]:
+                default = classes[name]
+    classes["DefaultSelector"] = default
     return classes
-
-
-def _default(classes: dict[str, type[BaseSelector]]
-             ) -> type[BaseSelector]:
-    # kqueue first where the stdlib prefers it, then epoll, devpoll, poll.
-    for name in ("KqueueSelector", "EpollSelector", "DevpollSelector",
-                 "PollSelector"):
-        if name in classes:
-            if name in ("KqueueSelector", "DevpollSelector") and \
-                    _stdlib.DefaultSelector is not classes[name]:
-                continue
-            return classes[name]
-    return classes["SelectSelector"]
 
 
 def available_tiers() -> list[str]:

@@ -23,13 +23,10 @@ _BOOL_FD_WARNS = sys.version_info >= (3, 13)
 
 
 def fileobj_to_fd(fileobj: FileDescriptorLike) -> int:
-    """Return the file descriptor of *fileobj* (an int or has ``fileno()``)
-    as an ``int`` or ``bool`` (kept as the stdlib keeps it in the key).
-
-    Any other ``int`` subclass (as the fd, or returned by ``fileno()``)
-    becomes an exact int: it would otherwise carry its own
-    ``__hash__``/``__eq__`` into every table lookup, where it could run code
-    in the middle of our bookkeeping.
+    """The file descriptor of *fileobj* (an int or has ``fileno()``): an
+    ``int``, or a ``bool`` as the stdlib keeps it.  Another ``int`` subclass
+    becomes an exact int: its ``__hash__``/``__eq__`` would run code in the
+    middle of our bookkeeping.
 
     Raises:
         ValueError: the object has no usable ``fileno()`` or the fd is < 0.
@@ -68,11 +65,9 @@ def kernel_fd(fd: int) -> int:
 
 
 def check_events(events: int) -> None:
-    """Raise ``ValueError`` unless *events* is a known mask with at least
-    one readiness bit.
-
-    A non-integer mask raises ``TypeError`` from the ``&``, as in the stdlib.
-    """
+    """Raise ``ValueError`` unless *events* is a known mask with a
+    readiness bit (a non-integer: ``TypeError`` from the ``&``, as the
+    stdlib)."""
     if (not events) or (events & ~VALID_EVENTS) or not (events & READINESS):
         raise ValueError("Invalid events: {!r}".format(events))
 
@@ -105,10 +100,6 @@ def check_supported(selector_cls: type[object], events: int,
 
 
 def closed_error() -> ValueError:
-    """The error every use of a closed selector raises.
-
-    ``ValueError`` is what the stdlib ``EpollSelector`` raises (from its
-    closed ``select.epoll``); we raise it on every class, where the stdlib
-    poll and select selectors would silently block forever instead.
-    """
+    """The error every use of a closed selector raises: the stdlib's
+    ``EpollSelector``'s (its poll and select selectors block forever)."""
     return ValueError("I/O operation on closed selector")

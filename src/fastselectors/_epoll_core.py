@@ -41,6 +41,7 @@ class EpollCore(PyCore):
         self._to_kernel = self._Kernel.BITS.to_kernel
         self._ready_bits = self._Kernel.BITS.readiness
         self._orphans = Orphans()
+        self._stale = False     # the last batch had an orphan's event
 
     def fileno(self) -> int:
         if self._closed:
@@ -48,20 +49,21 @@ class EpollCore(PyCore):
         return self._kernel.fd
 
     def register(self, fd: int, events: int, key: SelectorKey) -> None:
-        if self._orphans.registering(fd, events) and not self._closed:
+        if fd in self._orphans.suspects and not self._closed:
             self._rebuild(verify=True)  # before fd is in the table
         super().register(fd, events, key)
 
     def _kernel_register(self, fd: int, events: int) -> None:
         self._kernel.add(kernel_fd(fd), self._to_kernel(events))
 
-    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+    def _kernel_modify(self, fd: int, old: int, events: int,
+                       rearm: bool) -> None:
         if events == old and not events & _MODIFY_ALWAYS:
             return
         kernel = self._kernel
         mask = self._to_kernel(events)
-        if self._orphans.rearming(fd, events):
-            kernel.add(fd, mask)        # was parked: not in the kernel
+        if self._orphans.unpark(fd):
+            kernel.add(fd, mask)        # left out of a rebuild
         elif old & EXCLUSIVE:
             # The kernel refuses EPOLL_CTL_MOD of an exclusive registration
             # (epoll_ctl(2), EINVAL): delete and add again.  The add
@@ -71,19 +73,21 @@ class EpollCore(PyCore):
         else:
             kernel.mod(fd, mask)
 
-    def _kernel_unregister(self, fd: int) -> None:
+    def _kernel_unregister(self, fd: int, disarmed: bool) -> None:
         # A failure is not reported, like the stdlib selectors: a closed fd
         # (EBADF) has left the set already -- or, if a dup keeps its file
         # alive, can no longer be removed: an orphan (_orphans).
-        orphans = self._orphans
-        if orphans.forgetting(fd) and self._kernel.delete(fd):
-            orphans.del_failed(fd)
+        if not self._orphans.unpark(fd) and self._kernel.delete(fd):
+            self._orphans.suspects.add(fd)
+
+    def _kernel_disarm(self, fd: int) -> None:
+        pass                        # the kernel did it
 
     def _kernel_close(self) -> None:
         if self._nwaiting:
             self._kernel.kick()     # the waiters raise the closed error
         self._kernel.close()
-        self._orphans.reset()
+        self._orphans = Orphans()
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:
@@ -100,24 +104,26 @@ class EpollCore(PyCore):
 
     def _collect(self, pairs: Iterable[tuple[int, int]], limit: int | None
                  ) -> Ready:
-        orphans = self._orphans
-        if not orphans.active:
-            ready = self._results(pairs)
-        else:   # rare: ONESHOTs in use, or suspects (_orphans)
+        if self._orphans.suspects:      # rare: see _orphans
             pairs = list(pairs)
-            ready = self._results(pairs)
             keys = self._keys
-            stale = any(fd not in keys for fd, _ in pairs)
-            if orphans.reported(ready, stale):
-                try:
-                    self._rebuild(verify=True)
-                except OSError:
-                    # No fd left for a new instance (EMFILE): keep the old
-                    # one and this batch; the next stale event tries again.
-                    pass
+            self._stale = any(fd not in keys for fd, _ in pairs)
+        ready = self._results(pairs)
         if self._limited and len(ready) >= (limit or 0):
             self._stats["full_batches"] += 1
         return ready
+
+    def _after_wait(self) -> None:
+        # After the batch's ONESHOTs were noted disarmed (_pycore): a
+        # rebuild must not re-arm them.
+        if self._stale:
+            self._stale = False
+            try:
+                self._rebuild(verify=True)
+            except OSError:
+                # No fd left for a new instance (EMFILE): keep the old one;
+                # the next stale event tries again.
+                pass
 
     def _rebuild(self, verify: bool) -> None:
         """A fresh instance with the registrations the old one still has
@@ -126,11 +132,11 @@ class EpollCore(PyCore):
         extra wake-up each) and wait again on the new one."""
         kernel = self._kernel
         regs = self._orphans.survivors(
-            self._keys, kernel.probe if verify else None, self._to_kernel)
+            self._keys, self._disarmed, kernel.probe if verify else None,
+            self._to_kernel)
         if self._nwaiting and verify:
             kernel.kick()
         kernel.replace(regs)
-        self._orphans.rebuilt()
         self._stats["rebuilds"] += 1
 
     def precise_timeouts(self) -> bool:

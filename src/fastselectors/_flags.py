@@ -40,13 +40,11 @@ def flag_names(mask: int) -> str:
 
 
 class ReadinessMap(_ReadinessMapBase):
-    """Kernel revents -> our readiness bits: the stdlib's rule, once for the
-    Python tiers.  Anything but IN (OUT, HUP, ERR, NVAL) wakes write
-    interest, anything but OUT wakes read interest; PRI and RDHUP are also
-    reported as themselves.  Filled on first sight of each distinct revents
-    value, so a hot loop pays one dict lookup per event, not four tests.
-    The values hold readiness bits only, so ``ready[revents] & key.events``
-    is the reported mask, modifiers excluded."""
+    """Kernel revents -> our readiness bits, with the stdlib's rule:
+    anything but IN (OUT, HUP, ERR, NVAL) wakes write interest, anything
+    but OUT wakes read interest; PRI and RDHUP also report as themselves.
+    Filled on first sight of each revents value: one dict lookup an event.
+    Readiness bits only: ``ready[revents] & key.events`` is the report."""
 
     __slots__ = ("_in", "_out", "_pri", "_rdhup")
 
@@ -70,36 +68,29 @@ class ReadinessMap(_ReadinessMapBase):
         return events
 
 
-class KernelBits:
-    """One kernel's bits for our flags: the mask builder (``to_kernel``) and
-    the readiness rule (``readiness``) of the Python tiers, for epoll and
-    poll alike.  A flag the kernel has no bit for (0: poll's ONESHOT, which
-    the core emulates; RDHUP off Linux) adds nothing to the mask."""
+class KernelBits(_ReadinessMapBase):
+    """One kernel's bits for our flags, for epoll and poll alike: a map of
+    our events masks to the kernel's (filled on first sight: register() and
+    modify() are hot in servers that toggle write interest; ``to_kernel``
+    is its lookup), and ``readiness``, the way back.  A flag the kernel has
+    no bit for (0: poll's ONESHOT, emulated; RDHUP off Linux) adds none."""
 
-    __slots__ = ("readiness", "_pairs", "_cache")
+    __slots__ = ("readiness", "to_kernel", "_pairs")
 
     def __init__(self, IN: int, OUT: int, PRI: int, RDHUP: int,
                  ET: int = 0, ONESHOT_: int = 0, EXCLUSIVE_: int = 0) -> None:
+        super().__init__()
         self.readiness = ReadinessMap(IN, OUT, PRI, RDHUP)
-        self._pairs = tuple(
-            (ours, kernel) for ours, kernel in (
-                (EVENT_READ, IN), (EVENT_WRITE, OUT), (EVENT_PRIORITY, PRI),
-                (EVENT_RDHUP, RDHUP), (EDGE, ET), (ONESHOT, ONESHOT_),
-                (EXCLUSIVE, EXCLUSIVE_))
-            if kernel)
-        self._cache: dict[int, int] = {}
+        self.to_kernel = self.__getitem__
+        self._pairs = tuple((ours, kernel) for ours, kernel in (
+            (EVENT_READ, IN), (EVENT_WRITE, OUT), (EVENT_PRIORITY, PRI),
+            (EVENT_RDHUP, RDHUP), (EDGE, ET), (ONESHOT, ONESHOT_),
+            (EXCLUSIVE, EXCLUSIVE_)) if kernel)
 
-    def to_kernel(self, events: int) -> int:
-        """The kernel mask of a validated events mask (cached per value:
-        register() and modify() are hot in servers that toggle write
-        interest)."""
-        try:
-            return self._cache[events]
-        except KeyError:
-            pass
+    def __missing__(self, events: int) -> int:
         mask = 0
         for ours, kernel in self._pairs:
             if events & ours:
                 mask |= kernel
-        self._cache[events] = mask
+        self[events] = mask
         return mask

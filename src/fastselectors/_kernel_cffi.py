@@ -62,18 +62,14 @@ if hasattr(lib, "fs_epoll_ready"):     # Linux only: see build_ffi.py
                 raise _errno_error()
 
         def mod(self, fd: int, mask: int) -> None:
-            if _ctl(self.fd, _MOD, fd, mask) < 0:
+            if self.probe(fd, mask):
                 raise _errno_error()
 
         def delete(self, fd: int) -> int:
-            if _ctl(self.fd, _DEL, fd, 0) < 0:
-                return ffi.errno or -1
-            return 0
+            return (ffi.errno or -1) if _ctl(self.fd, _DEL, fd, 0) else 0
 
         def probe(self, fd: int, mask: int) -> int:
-            if _ctl(self.fd, _MOD, fd, mask) < 0:
-                return ffi.errno or -1
-            return 0
+            return (ffi.errno or -1) if _ctl(self.fd, _MOD, fd, mask) else 0
 
         def wait(self, size: int, ms: int, ns: int
                  ) -> Iterable[tuple[int, int]] | None:
@@ -114,19 +110,19 @@ if hasattr(lib, "fs_epoll_ready"):     # Linux only: see build_ffi.py
             return bool(lib.fs_pwait2_probe(self.fd))
 
         def close(self) -> None:
-            # Forget the fd first, so a second call cannot close a number
-            # the process has reused since.
+            # The fd forgotten first: a second call cannot close a number
+            # reused since.  Never raises, as select.epoll.close().
             fd, self.fd = self.fd, -1
             self._free = []
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
-                    pass    # like select.epoll.close(): never raises
+                    pass
 
         def __del__(self) -> None:
-            # The user never closed the selector: do not leak the kernel
-            # fd.  At interpreter shutdown module globals may be gone.
+            # Never closed: do not leak the fd.  (Raises nothing: at
+            # shutdown the module's globals may be gone.)
             try:
                 self.close()
             except Exception:

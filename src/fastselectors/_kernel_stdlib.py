@@ -19,8 +19,17 @@ from ._waker import always_readable_fd
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import ClassVar
+
+
+def _errno_of(call: Callable[..., None], *args: int) -> int:
+    """0, or the errno of the OSError *call* raised."""
+    try:
+        call(*args)
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
 
 
 if hasattr(select, "epoll"):
@@ -45,18 +54,10 @@ if hasattr(select, "epoll"):
             self._ep.modify(fd, mask)
 
         def delete(self, fd: int) -> int:
-            try:
-                self._ep.unregister(fd)
-            except OSError as exc:
-                return exc.errno or -1
-            return 0
+            return _errno_of(self._ep.unregister, fd)
 
         def probe(self, fd: int, mask: int) -> int:
-            try:
-                self._ep.modify(fd, mask)
-            except OSError as exc:
-                return exc.errno or -1
-            return 0
+            return _errno_of(self._ep.modify, fd, mask)
 
         def wait(self, size: int, ms: int, ns: int
                  ) -> Iterable[tuple[int, int]]:

@@ -29,87 +29,47 @@ from __future__ import annotations
 
 from errno import EINVAL
 
-from ._flags import EXCLUSIVE, ONESHOT
+from ._flags import EXCLUSIVE
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
     from selectors import SelectorKey
 
 
 class Orphans:
-    """Suspects, and the ONESHOT states a rebuild must respect."""
+    """Suspects, and the disarmed ONESHOTs a rebuild left out (parked)."""
 
-    __slots__ = ("suspects", "_disarmed", "_parked", "_oneshot", "active")
+    __slots__ = ("suspects", "_parked")
 
     def __init__(self) -> None:
         self.suspects: set[int] = set()     # fds whose DEL failed
-        self._disarmed: set[int] = set()    # ONESHOTs reported, not re-armed
-        self._parked: set[int] = set()      # ... and left out of a rebuild
-        self._oneshot = False               # a ONESHOT was ever registered
-        #: Anything to do after a wait (the hot path tests this only).
-        self.active = False
+        self._parked: set[int] = set()      # not in the kernel: see survivors
 
-    def _note_oneshot(self, events: int) -> None:
-        if events & ONESHOT:
-            self._oneshot = self.active = True
-
-    # -- the core's steps ---------------------------------------------------
-
-    def registering(self, fd: int, events: int) -> bool:
-        """Before an ADD; returns True if the instance must be rebuilt
-        first (an orphan may hold this number)."""
-        self._note_oneshot(events)
-        return fd in self.suspects
-
-    def rearming(self, fd: int, events: int) -> bool:
-        """Before a modify's kernel call; returns True if fd is parked (not
-        in the kernel): the core must ADD it, not MOD."""
-        self._note_oneshot(events)
-        self._disarmed.discard(fd)
+    def unpark(self, fd: int) -> bool:
+        """Before a modify() or unregister() of fd: True if fd was parked,
+        so that the kernel does not have it (modify must ADD, not MOD;
+        unregister has nothing to DEL)."""
         if fd in self._parked:
             self._parked.discard(fd)
             return True
         return False
 
-    def forgetting(self, fd: int) -> bool:
-        """fd was unregistered; returns True if the kernel still has it
-        (the core DELs it, and reports a failure with ``del_failed``)."""
-        self._disarmed.discard(fd)
-        if fd in self._parked:
-            self._parked.discard(fd)
-            return False
-        return True
-
-    def del_failed(self, fd: int) -> None:
-        self.suspects.add(fd)
-        self.active = True
-
-    def reported(self, ready: Iterable[tuple[SelectorKey, int]],
-                 stale: bool) -> bool:
-        """After a wait: note the ONESHOTs the kernel just disarmed; return
-        True if a rebuild is due (an event without a key: an orphan's,
-        perhaps, while suspects exist)."""
-        for key, _ in ready:
-            if key.events & ONESHOT:
-                self._disarmed.add(key.fd)
-        return stale and bool(self.suspects)
-
-    # -- a rebuild -----------------------------------------------------------
-
-    def survivors(self, keys: dict[int, SelectorKey],
+    def survivors(self, keys: dict[int, SelectorKey], disarmed: set[int],
                   probe: Callable[[int, int], int] | None,
                   to_kernel: Callable[[int], int]
                   ) -> list[tuple[int, int]]:
-        """The (fd, mask) to add to a fresh instance: every key the
-        kernel still has (*probe*: EPOLL_CTL_MOD on the old instance, 0 or
-        an errno; None after fork, where the old instance is the parent's
-        and must not be touched), but disarmed ONESHOTs, which are parked."""
+        """The (fd, mask) to add to a fresh instance: every key the kernel
+        still has (*probe*: EPOLL_CTL_MOD on the old instance, 0 or an
+        errno; None after fork, where the old instance is the parent's and
+        must not be touched), but the disarmed ONESHOTs, parked: adding
+        them would re-arm them behind the back of the thread that owns the
+        event."""
         keep = []
         for fd, key in keys.items():
             if fd in self._parked:
                 continue
-            if key.events & ONESHOT and fd in self._disarmed:
+            if fd in disarmed:
                 self._parked.add(fd)
                 continue
             # An EXCLUSIVE registration answers every MOD with EINVAL, but
@@ -119,15 +79,5 @@ class Orphans:
                     fd, to_kernel(key.events & ~EXCLUSIVE)) not in (0, EINVAL):
                 continue
             keep.append((fd, to_kernel(key.events)))
+        self.suspects.clear()
         return keep
-
-    def rebuilt(self) -> None:
-        self.suspects.clear()
-        self.active = self._oneshot
-
-    def reset(self) -> None:
-        """close(): nothing to remember."""
-        self.suspects.clear()
-        self._disarmed.clear()
-        self._parked.clear()
-        self._oneshot = self.active = False

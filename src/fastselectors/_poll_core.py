@@ -1,9 +1,8 @@
 """The poll core of the Python tiers, over a tier's ``PollKernel``.
 
 Results come in the stdlib's order, registration order (the kernel layer
-keeps it).  ONESHOT is emulated exactly: an fd reported once leaves the
-kernel set until ``modify()`` re-arms it, and comes back as a new
-registration would, at the end of the order.
+keeps it).  A disarmed ONESHOT fd leaves the kernel set, and comes back, as
+a new registration would, at the end of the order.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ class PollCore(PyCore):
         self._kernel = self._Kernel()
         self._to_kernel = self._Kernel.BITS.to_kernel
         self._ready_bits = self._Kernel.BITS.readiness
-        self._disarmed: set[int] = set()    # ONESHOTs reported, not re-armed
-        self._oneshot = False               # a ONESHOT was ever registered
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
@@ -50,26 +47,21 @@ class PollCore(PyCore):
 
     def _kernel_register(self, fd: int, events: int) -> None:
         self._kernel.set(kernel_fd(fd), self._to_kernel(events))
-        if events & ONESHOT:
-            self._oneshot = True
 
-    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
-        if events & ONESHOT:
-            self._oneshot = True
-        disarmed = self._disarmed
-        if fd in disarmed or events != old or events & ONESHOT:
-            disarmed.discard(fd)    # any modify() re-arms a ONESHOT
+    def _kernel_modify(self, fd: int, old: int, events: int,
+                       rearm: bool) -> None:
+        if rearm or events != old:
             self._kernel.set(fd, self._to_kernel(events))
 
-    def _kernel_unregister(self, fd: int) -> None:
-        if fd in self._disarmed:
-            self._disarmed.discard(fd)
-        else:
+    def _kernel_unregister(self, fd: int, disarmed: bool) -> None:
+        if not disarmed:
             self._kernel.remove(fd)
+
+    def _kernel_disarm(self, fd: int) -> None:
+        self._kernel.remove(fd)
 
     def _kernel_close(self) -> None:
         self._kernel.close()
-        self._disarmed.clear()
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:
@@ -92,16 +84,7 @@ class PollCore(PyCore):
     def _collect(self, pairs: Iterable[tuple[int, int]], limit: int | None
                  ) -> Ready:
         ready = self._results(pairs)
-        if limit:
-            ready = self._take(ready, limit)
-        if self._oneshot:
-            kernel = self._kernel
-            for key, _ in ready:
-                if key.events & ONESHOT:
-                    # Disarmed until modify(); still registered.
-                    kernel.remove(key.fd)
-                    self._disarmed.add(key.fd)
-        return ready
+        return self._take(ready, limit) if limit else ready
 
     def _after_fork(self) -> None:
         # A wait that another thread had under way at the fork is gone (and

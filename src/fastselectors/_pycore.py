@@ -18,7 +18,8 @@ from threading import get_ident
 from time import monotonic
 
 from ._checks import check_maxevents, closed_error
-from ._timeouts import deadline, remaining, timeout_ms, timeout_ns
+from ._flags import ONESHOT
+from ._timeouts import remaining, timeout_ms, timeout_ns
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -56,34 +57,28 @@ class PyCore:
         self._pending: Sequence[tuple[SelectorKey, int]] = ()  # its batch
         self._pending_pos = 0       # first event of it not yet delivered
         self._nwaiting = 0          # threads inside the kernel wait
+        self._disarmed: set[int] = set()    # see "ONESHOT" below
+        self._oneshot = False       # a ONESHOT was ever registered
         self._stats: dict[str, Any] = dict.fromkeys(STAT_NAMES, 0)
 
-    # -- what each core provides ------------------------------------------
-
-    def _kernel_register(self, fd: int, events: int) -> None:
-        raise NotImplementedError
-
-    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
-        """*old*: the events before; called whatever changed."""
-        raise NotImplementedError
-
-    def _kernel_unregister(self, fd: int) -> None:
-        """Never raises for an fd closed since it was registered."""
-        raise NotImplementedError
-
-    def _kernel_close(self) -> None:
-        raise NotImplementedError
-
-    def _kernel_wait(self, limit: int | None, ms: int, ns: int
-                     ) -> Iterable[Any] | None:
-        """One wait for at most *limit* events (None: every ready fd; poll
-        and select ignore it, _collect applies it): the kernel's (fd,
-        revents) pairs, or None after EINTR (the module docstring)."""
-        raise NotImplementedError
-
-    def _collect(self, pairs: Iterable[Any], limit: int | None) -> Ready:
-        """The batch of one wait, from what _kernel_wait returned."""
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        # What each core provides.  _kernel_modify() is called whatever
+        # changed (*old*: the events before; *rearm*: a disarmed ONESHOT);
+        # _kernel_unregister() never raises for an fd closed since;
+        # _kernel_disarm(): see ONESHOT below; _kernel_wait() waits for at
+        # most *limit* events (poll and select: _collect applies it) and
+        # returns (fd, revents) pairs or None after EINTR; _collect() makes
+        # the batch of what _kernel_wait() returned.
+        def _kernel_register(self, fd: int, events: int) -> None: ...
+        def _kernel_modify(self, fd: int, old: int, events: int,
+                           rearm: bool) -> None: ...
+        def _kernel_unregister(self, fd: int, disarmed: bool) -> None: ...
+        def _kernel_disarm(self, fd: int) -> None: ...
+        def _kernel_close(self) -> None: ...
+        def _kernel_wait(self, limit: int | None, ms: int, ns: int
+                         ) -> Iterable[Any] | None: ...
+        def _collect(self, pairs: Iterable[Any], limit: int | None
+                     ) -> Ready: ...
 
     # -- the table ------------------------------------------------------------
     #
@@ -93,10 +88,16 @@ class PyCore:
     # one it will ever get -- and must find the new key, not none or the
     # old.  A key dropped from the table is held until the core is
     # consistent: its last reference may run a finalizer that uses the core.
+    #
+    # ONESHOT, the same on every Python core: a reported ONESHOT fd is
+    # disarmed (by epoll's kernel; a poll or select core takes it out of
+    # its kernel set: _kernel_disarm) until a modify() -- any -- re-arms it.
 
     def register(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
+        if events & ONESHOT:
+            self._oneshot = True
         keys = self._keys
         keys[fd] = key
         try:
@@ -109,20 +110,29 @@ class PyCore:
     def modify(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
+        if events & ONESHOT:
+            self._oneshot = True
         keys = self._keys
         old = keys[fd]
         keys[fd] = key
+        disarmed = self._disarmed
+        rearm = fd in disarmed
+        disarmed.discard(fd)
         try:
-            self._kernel_modify(fd, old.events, events)
+            self._kernel_modify(fd, old.events, events, rearm)
         except BaseException:
             if keys.get(fd) is key:
                 keys[fd] = old
+                if rearm:
+                    disarmed.add(fd)
             raise
 
     def unregister(self, fd: int) -> None:
         key = self._keys.pop(fd, None)
         if key is not None and not self._closed:
-            self._kernel_unregister(fd)
+            disarmed = fd in self._disarmed
+            self._disarmed.discard(fd)
+            self._kernel_unregister(fd, disarmed)
 
     def close(self) -> None:
         # Closed first: dropping the keys may run finalizers that use this
@@ -135,7 +145,11 @@ class PyCore:
             self._waker.wake()
             self._release_waker()
         self._kernel_close()
+        self._disarmed.clear()
         self._keys.clear()
+
+    def _after_wait(self) -> None:
+        """Once a batch is made and its ONESHOTs noted (epoll: rebuild)."""
 
     @property
     def closed(self) -> bool:
@@ -199,8 +213,8 @@ class PyCore:
             pairs = self._kernel_wait(limit, 0, 0)
         else:
             ns = timeout_ns(timeout, ms)
-            end = deadline(ms) if ms > 0 else 0.0
             start = monotonic()
+            end = start + ms * 1e-3     # (ms > 0: a deadline)
             self._nwaiting += 1
             try:
                 while True:
@@ -230,6 +244,13 @@ class PyCore:
         if self._closed:    # by a signal handler or another thread
             raise closed_error()
         ready = self._collect(pairs or (), limit)
+        if self._oneshot:
+            disarmed = self._disarmed
+            for key, _ in ready:
+                if key.events & ONESHOT and self._keys.get(key.fd) is key:
+                    disarmed.add(key.fd)
+                    self._kernel_disarm(key.fd)
+        self._after_wait()
         stats = self._stats
         stats["waits"] += 1
         if start:

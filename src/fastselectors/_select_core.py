@@ -1,8 +1,7 @@
 """The select() core of every tier, over the stdlib's ``select.select``:
 select(2) is O(max fd) and capped at FD_SETSIZE, so nobody should want it
 fast, and ``select.select`` gives the stdlib's very errors.  EVENT_PRIORITY
-is the exceptional set; ONESHOT is emulated exactly (a reported fd leaves
-the sets until ``modify()`` re-arms it).
+is the exceptional set; a disarmed ONESHOT fd leaves the sets.
 """
 
 from __future__ import annotations
@@ -62,12 +61,12 @@ class SelectCore(PyCore):
         self._readers: set[int] = set()
         self._writers: set[int] = set()
         self._urgent: set[int] = set()
-        self._oneshot: set[int] = set()     # ONESHOT ones, armed or not
 
     def _kernel_register(self, fd: int, events: int) -> None:
         self._set_interest(fd, events)
 
-    def _kernel_modify(self, fd: int, old: int, events: int) -> None:
+    def _kernel_modify(self, fd: int, old: int, events: int,
+                       rearm: bool) -> None:
         if events != old:
             # The stdlib's modify() is unregister() + register(): the same
             # set operations keep the sets, and so the order of the results
@@ -75,19 +74,20 @@ class SelectCore(PyCore):
             self._set_interest(fd, 0)
         self._set_interest(fd, events)
 
-    def _kernel_unregister(self, fd: int) -> None:
+    def _kernel_unregister(self, fd: int, disarmed: bool) -> None:
+        self._set_interest(fd, 0)
+
+    def _kernel_disarm(self, fd: int) -> None:
         self._set_interest(fd, 0)
 
     def _kernel_close(self) -> None:
-        for fds in (self._readers, self._writers, self._urgent,
-                    self._oneshot):
+        for fds in (self._readers, self._writers, self._urgent):
             fds.clear()
 
     def _set_interest(self, fd: int, events: int) -> None:
         for fds, bit in ((self._readers, EVENT_READ),
                          (self._writers, EVENT_WRITE),
-                         (self._urgent, EVENT_PRIORITY),
-                         (self._oneshot, ONESHOT)):
+                         (self._urgent, EVENT_PRIORITY)):
             if events & bit:
                 fds.add(fd)
             else:
@@ -154,16 +154,5 @@ class SelectCore(PyCore):
             events &= key.events
             if events:      # 0: the interest changed during the wait
                 append((key, events))
-        if limit:
-            ready = self._take(ready, limit)
-        if self._oneshot:
-            for key, _ in ready:
-                if key.events & ONESHOT:
-                    # Disarmed until modify(); still a ONESHOT registration.
-                    self._set_interest(key.fd, ONESHOT)
-        return ready
+        return self._take(ready, limit) if limit else ready
 
-    def _after_fork(self) -> None:
-        if self._waker is not None:
-            self._readers.discard(self._waker.fd)
-        super()._after_fork()

@@ -1,17 +1,12 @@
 """The selector classes: one generic class, parametrised by a *core*.
 
-A core owns the kernel object (epoll fd, pollfd array, select sets) and a
-fd -> key table, and builds ``select()``'s result list itself; its
-interface, and the contract every core keeps, is ``_types.Core``.  Each
-tier provides cores with that interface: the native tier in C, the pure and
-cffi tiers one Python implementation (``_pycore``) over a kernel layer
-each.  This module keeps the stdlib's bookkeeping rules (fileobj -> fd ->
-key, the map, rollback) and never makes a syscall itself, so the hot path
--- ``select()`` -- is the core's own method, bound on the instance: on the
-native tier no Python frame runs between the caller and ``epoll_wait``.
-What differs between selector classes is declared by the core class
-(``SUPPORTED``, ``REREGISTER_ON_MODIFY``, ``FD_RANGE_BEFORE_CLOSED``, and
-``fileno`` where it owns a kernel fd), never by the class name.
+A core (``_types.Core``: the native tier's in C, the other tiers'
+``_pycore``) owns the kernel object and an fd -> key table, and builds
+``select()``'s results.  This module keeps the stdlib's bookkeeping rules
+(fileobj -> fd -> key, the map, rollback) and makes no syscall: the hot
+path, ``select()``, is the core's own method bound on the instance (no
+Python frame between the caller and ``epoll_wait`` on the native tier).
+What differs between classes, the core class declares.
 """
 
 from __future__ import annotations
@@ -40,14 +35,13 @@ if TYPE_CHECKING:
 else:
     _SelectorMappingBase = Mapping
 
-# Every open selector, for the fork handler below.
-_live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()
+_live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()   # open ones
 
 
 def _after_fork_in_child() -> None:
-    """A child process must not share its selectors' epoll instances with
-    the parent (a change in one would change the other, and both would
-    steal each other's events): each core rebuilds itself."""
+    """A child must not share its selectors' epoll instances with the
+    parent (each would change, and steal events from, the other): each core
+    rebuilds itself."""
     for selector in list(_live):
         core = selector._core
         if core is not None:
@@ -60,10 +54,9 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-# SelectorKey(...) and key._replace(...) run namedtuple's Python-level
-# constructors (250 and 740 ns here); tuple.__new__ builds the very same
-# SelectorKey in 150 ns.  register() and modify() are hot in servers that
-# toggle write interest.
+# tuple.__new__ builds the very SelectorKey that SelectorKey(...) (250 ns
+# here) and key._replace() (740 ns) build, in 150 ns: register() and
+# modify() are hot in servers that toggle write interest.
 _new_key: Callable[[type[SelectorKey],
                     tuple[FileDescriptorLike, int, int, Any]],
                    SelectorKey] = tuple.__new__
@@ -170,11 +163,10 @@ class CoreSelector(BaseSelector):
                 raise OverflowError("Python int too large to convert to C int")
             raise closed_error()
         key = _new_key(SelectorKey, (fileobj, fd, events, data))
-        # The map is updated *before* the core: the kernel call may release
-        # the GIL, and a thread waiting on this selector may then run the
-        # fd's callback, which may modify or unregister it; an update made
-        # after the call would undo that.  setdefault() claims the fd
-        # atomically against another thread registering it too.
+        # The map first: the kernel call may release the GIL, and a waiting
+        # thread may run the fd's callback, which may modify or unregister
+        # it (an update made after the call would undo that).  setdefault()
+        # claims the fd atomically against another thread.
         fd_to_key = self._fd_to_key
         if fd_to_key.setdefault(fd, key) is not key:
             raise KeyError("{!r} (FD {}) is already registered"

@@ -44,11 +44,6 @@ def timeout_ns(timeout: float | None, ms: int) -> int:
                ms * 1000000)
 
 
-def deadline(ms: int) -> float:
-    """The monotonic time a wait of *ms* > 0 milliseconds ends."""
-    return monotonic() + ms * 1e-3
-
-
 def remaining(end: float) -> tuple[int, int]:
     """(ms, ns) left until *end*, rounded up; (0, 0) once it has passed."""
     left = end - monotonic()

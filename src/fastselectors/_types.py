@@ -20,13 +20,10 @@ Ready = List[Tuple[SelectorKey, int]]
 class Core(Protocol):
     """A core: the kernel side of one selector (``_selectors``).
 
-    Implemented by the native tier's ``EpollCore``/``PollCore`` (C), and for
-    the pure and cffi tiers by ``_epoll_core.EpollCore``,
-    ``_poll_core.PollCore`` and ``_select_core.SelectCore`` over each
-    tier's kernel layer.  ``fd`` is a validated exact int >= 0, ``events``
-    a validated mask, ``key`` the ``SelectorKey`` to report (a new object
-    for every change).  The native cores take positional arguments only,
-    hence the ``/``.
+    The native tier's in C; the pure and cffi tiers' in ``_pycore`` over
+    each tier's kernel layer.  ``fd`` is a validated int >= 0, ``events`` a
+    validated mask, ``key`` the ``SelectorKey`` to report (a new object for
+    every change); positional arguments only, as the C cores take them.
 
     The contract, the same on every tier and class (tested against each):
 
@@ -35,14 +32,13 @@ class Core(Protocol):
       ONESHOT comes back at the end, as a new registration), select in the
       order of the set of ready fds, as the stdlib's ``SelectSelector``
       builds it.  epoll reports in the kernel's order.
-    - **Closed during a wait.**  A selector closed while a thread waits in
-      it (by a signal handler of that thread, or by another thread) ends
-      that wait with the closed ``ValueError`` -- never an ``OSError``, an
-      empty result, or a wait on a recycled fd number.  From a signal
-      handler, at once; from another thread, at once on epoll (the waiters
-      are kicked off the instance) and on poll/select where a waker pipe is
-      in the wait (every Python poll and select core on POSIX), otherwise
-      when the wait returns by itself (the native poll core).
+    - **Closed during a wait.**  A close() by a signal handler of the
+      waiting thread, or by another thread, ends the wait at once with the
+      closed ``ValueError`` -- never an ``OSError``, an empty result, or a
+      wait on a recycled fd number.  (epoll's waiters are kicked off the
+      instance; poll and select have a waker pipe in the wait, but on
+      Windows, where select() takes sockets only: there the wait ends when
+      it returns by itself.)
     - **Consistency.**  ``select()`` never reports a key the selector's map
       does not hold, and each event is masked by the fd's *current*
       interest, read after the wait.
@@ -52,9 +48,8 @@ class Core(Protocol):
 
     #: The events bits this core can honour.
     SUPPORTED: ClassVar[int]
-    #: modify() with new events behaves as unregister() + register() (the
-    #: stdlib's SelectSelector: the key gets the object given to modify()
-    #: and moves to the end of the map).
+    #: modify() of the events is unregister() + register(), as the stdlib's
+    #: SelectSelector's (the key gets the object given; the map, the fd last).
     REREGISTER_ON_MODIFY: ClassVar[bool]
     #: register() on a closed selector checks the fd range first (CPython's
     #: select.epoll converts the fd before it looks at its closed state).

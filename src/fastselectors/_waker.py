@@ -19,9 +19,7 @@ class Waker:
     __slots__ = ("fd", "_write_fd")
 
     def __init__(self) -> None:
-        # os.pipe() fds are non-inheritable (PEP 446): not passed to exec'd
-        # children.
-        self.fd, self._write_fd = os.pipe()
+        self.fd, self._write_fd = os.pipe()     # non-inheritable (PEP 446)
         os.set_blocking(self._write_fd, False)
 
     def wake(self) -> None:
