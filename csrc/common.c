@@ -43,6 +43,35 @@ fs_always_readable_fd(void)
     return readable;
 }
 
+/* The table every core shares with its selector (core.keys: fd -> key, the
+ * selector's map): one truth, so select() can never report a key the map
+ * does not hold.  Its keys are exact ints made here, never the caller's
+ * object: no user __hash__/__eq__ runs.  fs_keys_set: -1 with an exception
+ * (MemoryError).  fs_keys_del cannot fail for an fd that is there; the
+ * caller holds another reference to the key, so no finalizer runs. */
+int
+fs_keys_set(PyObject *keys, int fd, PyObject *key)
+{
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    int rc;
+    if (fd_obj == NULL) {
+        return -1;
+    }
+    rc = PyDict_SetItem(keys, fd_obj, key);
+    Py_DECREF(fd_obj);
+    return rc;
+}
+
+void
+fs_keys_del(PyObject *keys, int fd)
+{
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    if (fd_obj == NULL || PyDict_DelItem(keys, fd_obj) < 0) {
+        PyErr_Clear();      /* MemoryError for fd_obj: cannot be there */
+    }
+    Py_XDECREF(fd_obj);
+}
+
 /* obj < 0 for an int too large for a C long (only on error paths). */
 static int
 fs_is_negative(PyObject *obj)

@@ -87,6 +87,8 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int epfd;                   /* -1 once closed */
+    PyObject *keys;             /* dict fd -> key: the selector's map (the
+                                   same keys as table: fs_keys_set) */
     fs_entry *table;            /* indexed by fd */
     Py_ssize_t table_size;
     Py_ssize_t nregistered;
@@ -192,7 +194,12 @@ EpollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->ready = fs_state_of(type)->ready;
-    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    self->keys = PyDict_New();
+    self->epfd = self->keys == NULL ? -1 : epoll_create1(EPOLL_CLOEXEC);
+    if (self->keys == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     if (self->epfd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         Py_DECREF(self);
@@ -206,6 +213,7 @@ EpollCore_traverse(EpollCore *self, visitproc visit, void *arg)
 {
     Py_ssize_t i;
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->keys);
     for (i = 0; i < self->table_size; i++) {
         Py_VISIT(self->table[i].key);
     }
@@ -216,8 +224,13 @@ static int
 EpollCore_clear(EpollCore *self)
 {
     Py_ssize_t i;
-    /* Py_CLEAR empties the slot before the DECREF, and the loop re-reads
-     * table and table_size: a finalizer may re-enter the core. */
+    /* The dict first (the table still holds each key: no finalizer runs),
+     * then the table: Py_CLEAR empties the slot before the DECREF, and the
+     * loop re-reads table and table_size, as a finalizer may re-enter the
+     * core. */
+    if (self->keys != NULL) {
+        PyDict_Clear(self->keys);
+    }
     for (i = 0; i < self->table_size; i++) {
         Py_CLEAR(self->table[i].key);
     }
@@ -231,6 +244,7 @@ EpollCore_dealloc(EpollCore *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     EpollCore_clear(self);
+    Py_CLEAR(self->keys);
     if (self->epfd >= 0) {
         close(self->epfd);
         self->epfd = -1;
@@ -326,19 +340,22 @@ EpollCore_register_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     if (self->epfd < 0) {
         return fs_closed_error();
     }
+    if (fd < self->table_size && self->table[fd].key != NULL) {
+        PyErr_Format(PyExc_KeyError, "fd %d is already registered", fd);
+        return NULL;
+    }
     /* The GIL (or the critical section) is held from the add to the key
      * being stored: no wait can see the event of a key-less entry. */
     if (ctl(self, EPOLL_CTL_ADD, fd, events, self->next_gen) < 0) {
         return NULL;
     }
-    if (table_reserve(self, fd) < 0) {
+    if (table_reserve(self, fd) < 0
+            || fs_keys_set(self->keys, fd, args[2]) < 0) {
         (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
         return NULL;
     }
     entry = &self->table[fd];
-    if (entry->key == NULL) {
-        self->nregistered++;
-    }
+    self->nregistered++;
     entry->events = events;
     entry->stamp = ++self->mutations;
     /* 2**32 registrations later a generation comes back; an orphan would
@@ -346,11 +363,23 @@ EpollCore_register_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     entry->gen = self->next_gen++;
     entry->armed = 1;
     entry->parked = 0;
-    /* A stale key can only be here if the fd was closed (which removed it
-     * from the kernel) and its number reused; the new one replaces it. */
     Py_INCREF(args[2]);
-    Py_XSETREF(entry->key, args[2]);
+    entry->key = args[2];
     Py_RETURN_NONE;
+}
+
+/* Drop fd's registration from the table and the dict (the kernel's is the
+ * caller's business); returns the key, which the caller releases once the
+ * core is consistent (its last reference may run a finalizer). */
+static PyObject *
+forget(EpollCore *self, int fd)
+{
+    PyObject *key = self->table[fd].key;
+    self->table[fd].key = NULL;
+    self->table[fd].stamp = ++self->mutations;
+    self->nregistered--;
+    fs_keys_del(self->keys, fd);
+    return key;
 }
 
 static PyObject *
@@ -374,7 +403,7 @@ EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
     if (entry->parked) {
         /* A disarmed ONESHOT left out of a rebuilt instance: add it back. */
         if (ctl(self, EPOLL_CTL_ADD, fd, events, entry->gen) < 0) {
-            return NULL;
+            goto refused;
         }
         entry->parked = 0;
     }
@@ -389,12 +418,16 @@ EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
              * re-checks readiness, so no edge is lost. */
             (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
             if (ctl(self, EPOLL_CTL_ADD, fd, events, entry->gen) < 0) {
-                return NULL;
+                goto refused;
             }
         }
         else if (ctl(self, EPOLL_CTL_MOD, fd, events, entry->gen) < 0) {
-            return NULL;
+            goto refused;
         }
+    }
+    /* Replacing a dict value allocates nothing: this cannot fail. */
+    if (fs_keys_set(self->keys, fd, args[2]) < 0) {
+        goto refused;
     }
     entry->events = events;
     entry->armed = 1;
@@ -402,6 +435,20 @@ EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
     Py_INCREF(args[2]);
     Py_SETREF(entry->key, args[2]);
     Py_RETURN_NONE;
+
+refused:
+    /* The kernel refused (a closed fd, a number reused): the stdlib forgets
+     * the registration, and so do we. */
+    {
+        fs_saved_error error;
+        PyObject *key;
+        fs_error_save(&error);
+        (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+        key = forget(self, fd);
+        fs_error_restore(&error);
+        Py_DECREF(key);     /* last: may run arbitrary code */
+    }
+    return NULL;
 }
 
 static PyObject *
@@ -416,13 +463,10 @@ EpollCore_unregister_unlocked(EpollCore *self, PyObject *arg)
             || self->table[fd].key == NULL) {
         Py_RETURN_NONE;
     }
-    self->nregistered--;
-    self->table[fd].stamp = ++self->mutations;
     if (!self->table[fd].parked) {
         del_fd(self, fd);
     }
-    Py_CLEAR(self->table[fd].key);
-    Py_RETURN_NONE;
+    return forget(self, fd);    /* the key: the caller releases it */
 }
 
 /* The live entry an event belongs to, or NULL: the fd was unregistered
@@ -941,6 +985,13 @@ EpollCore_fileno_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+EpollCore_get_keys_unlocked(EpollCore *self, void *Py_UNUSED(closure))
+{
+    Py_INCREF(self->keys);
+    return self->keys;
+}
+
+static PyObject *
 EpollCore_get_closed_unlocked(EpollCore *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->epfd < 0);
@@ -997,6 +1048,8 @@ FS_LOCKED(PyObject *, EpollCore_fileno, (EpollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, EpollCore_get_closed, (EpollCore *self, void *closure),
           self, closure)
+FS_LOCKED(PyObject *, EpollCore_get_keys, (EpollCore *self, void *closure),
+          self, closure)
 FS_LOCKED(PyObject *, EpollCore_get_maxevents, (EpollCore *self, void *closure),
           self, closure)
 FS_LOCKED(int, EpollCore_set_maxevents, (EpollCore *self, PyObject *value, void *closure),
@@ -1012,7 +1065,8 @@ static PyMethodDef EpollCore_methods[] = {
     {"modify", (PyCFunction)(void (*)(void))EpollCore_modify,
      METH_FASTCALL, "modify(fd, events, key): change interest and key."},
     {"unregister", (PyCFunction)EpollCore_unregister, METH_O,
-     "unregister(fd): remove fd; a closed fd is not an error."},
+     "unregister(fd) -> the key removed, or None; a closed fd is not an "
+     "error."},
     {"select", (PyCFunction)(void (*)(void))EpollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None, maxevents=None) -> list of (key, events)."},
@@ -1041,6 +1095,8 @@ static PyMethodDef EpollCore_methods[] = {
 
 static PyGetSetDef EpollCore_getset[] = {
     {"closed", (getter)EpollCore_get_closed, NULL, "True once closed.", NULL},
+    {"keys", (getter)EpollCore_get_keys, NULL,
+     "The table, fd -> key: the selector's map.", NULL},
     {"maxevents", (getter)EpollCore_get_maxevents,
      (setter)EpollCore_set_maxevents,
      "Default batch size of a wait; None: every ready fd.", NULL},

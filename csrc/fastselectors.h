@@ -80,6 +80,18 @@ fs_stats_wait(fs_stats *s, Py_ssize_t n, int full)
     }
 }
 
+/* Keep the exception being raised across clean-up calls that may clear
+ * or set one (PyErr_Fetch is deprecated from 3.12 on). */
+#if PY_VERSION_HEX >= 0x030C0000
+typedef PyObject *fs_saved_error;
+#define fs_error_save(e) (*(e) = PyErr_GetRaisedException())
+#define fs_error_restore(e) PyErr_SetRaisedException(*(e))
+#else
+typedef struct { PyObject *type, *value, *tb; } fs_saved_error;
+#define fs_error_save(e) PyErr_Fetch(&(e)->type, &(e)->value, &(e)->tb)
+#define fs_error_restore(e) PyErr_Restore((e)->type, (e)->value, (e)->tb)
+#endif
+
 /* Free-threaded CPython (PEP 703, the 3.13+ "t" builds): no GIL serialises
  * the methods of a core, so each one runs inside a critical section on the
  * core object, the way Argument Clinic's @critical_section does it for
@@ -115,6 +127,8 @@ fs_stats_wait(fs_stats *s, Py_ssize_t n, int full)
 PyObject *fs_closed_error(void);
 long long fs_now_ns(void);
 int fs_always_readable_fd(void);
+int fs_keys_set(PyObject *keys, int fd, PyObject *key);
+void fs_keys_del(PyObject *keys, int fd);
 PyObject *fs_stats_get(fs_stats *stats, PyObject *const *args,
                        Py_ssize_t nargs, PyObject *kwnames);
 int fs_set_class_flags(PyTypeObject *type, unsigned int supported,

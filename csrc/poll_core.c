@@ -43,6 +43,8 @@ typedef struct {
     unsigned int *gevents;      /* gevents[i]: its events mask (ours) */
     Py_ssize_t n, cap, holes;
     PyObject *index;            /* dict: exact int fd -> position */
+    PyObject *map;              /* dict fd -> key: the selector's map (the
+                                   same keys as the array: fs_keys_set) */
     struct pollfd *wait_buf;    /* reused copy of fds for the wait */
     Py_ssize_t wait_cap;
     int wait_busy;
@@ -133,7 +135,8 @@ PollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->wake_r = self->wake_w = -1;
     self->ready = fs_state_of(type)->ready;
     self->index = PyDict_New();
-    if (self->index == NULL) {
+    self->map = PyDict_New();
+    if (self->index == NULL || self->map == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -146,6 +149,7 @@ PollCore_traverse(PollCore *self, visitproc visit, void *arg)
     Py_ssize_t i;
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->index);
+    Py_VISIT(self->map);
     Py_VISIT(self->pending);
     for (i = 0; i < self->n; i++) {
         Py_VISIT(self->keys[i]);
@@ -153,15 +157,19 @@ PollCore_traverse(PollCore *self, visitproc visit, void *arg)
     return 0;
 }
 
-/* Drop every registration.  The index goes first (exact ints: no user
- * code), so a finalizer run by a key's DECREF that re-enters the core
- * finds nothing registered; then the entries, from the end, n updated
- * before each DECREF. */
+/* Drop every registration.  The dicts go first (the index: exact ints;
+ * the map: the array still holds each key; no user code runs), so a
+ * finalizer run by a key's DECREF that re-enters the core finds nothing
+ * registered; then the entries, from the end, n updated before each
+ * DECREF. */
 static int
 PollCore_clear(PollCore *self)
 {
     if (self->index != NULL) {
         PyDict_Clear(self->index);
+    }
+    if (self->map != NULL) {
+        PyDict_Clear(self->map);
     }
     while (self->n > 0) {
         PyObject *key = self->keys[--self->n];
@@ -191,6 +199,7 @@ PollCore_dealloc(PollCore *self)
     self->closed = 1;
     PollCore_clear(self);
     Py_CLEAR(self->index);
+    Py_CLEAR(self->map);
     close_waker(self);
     PyMem_Free(self->fds);
     PyMem_Free(self->keys);
@@ -398,6 +407,10 @@ PollCore_register_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nar
     if (reserve(self) < 0 || set_index(self, fd, self->n) < 0) {
         return NULL;
     }
+    if (fs_keys_set(self->map, fd, args[2]) < 0) {
+        (void)del_index(self, fd);
+        return NULL;
+    }
     append_entry(self, fd, events, args[2]);
     Py_RETURN_NONE;
 }
@@ -421,6 +434,10 @@ PollCore_modify_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs
         if (pos == -1) {
             PyErr_Format(PyExc_KeyError, "fd %d is not registered", fd);
         }
+        return NULL;
+    }
+    /* Replacing a dict value allocates nothing: this cannot fail. */
+    if (fs_keys_set(self->map, fd, args[2]) < 0) {
         return NULL;
     }
     if (self->fds[pos].fd < 0) {
@@ -468,11 +485,11 @@ PollCore_unregister_unlocked(PollCore *self, PyObject *arg)
         return NULL;
     }
     key = make_hole(self, pos);
+    fs_keys_del(self->map, fd);
     if (2 * self->holes > self->n) {
         (void)compact(self);
     }
-    Py_DECREF(key);     /* last: may run arbitrary code */
-    Py_RETURN_NONE;
+    return key;     /* the caller releases it: may run arbitrary code */
 }
 
 static PyObject *
@@ -906,6 +923,13 @@ PollCore_after_fork_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+PollCore_get_keys_unlocked(PollCore *self, void *Py_UNUSED(closure))
+{
+    Py_INCREF(self->map);
+    return self->map;
+}
+
+static PyObject *
 PollCore_get_closed_unlocked(PollCore *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->closed);
@@ -958,6 +982,8 @@ FS_LOCKED(PyObject *, PollCore_after_fork, (PollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, PollCore_get_closed, (PollCore *self, void *closure),
           self, closure)
+FS_LOCKED(PyObject *, PollCore_get_keys, (PollCore *self, void *closure),
+          self, closure)
 FS_LOCKED(PyObject *, PollCore_get_maxevents, (PollCore *self, void *closure),
           self, closure)
 FS_LOCKED(int, PollCore_set_maxevents, (PollCore *self, PyObject *value, void *closure),
@@ -973,7 +999,7 @@ static PyMethodDef PollCore_methods[] = {
     {"modify", (PyCFunction)(void (*)(void))PollCore_modify,
      METH_FASTCALL, "modify(fd, events, key): change interest and key."},
     {"unregister", (PyCFunction)PollCore_unregister, METH_O,
-     "unregister(fd): remove fd if registered."},
+     "unregister(fd) -> the key removed, or None."},
     {"select", (PyCFunction)(void (*)(void))PollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None) -> list of (key, events)."},
@@ -995,6 +1021,8 @@ static PyMethodDef PollCore_methods[] = {
 
 static PyGetSetDef PollCore_getset[] = {
     {"closed", (getter)PollCore_get_closed, NULL, "True once closed.", NULL},
+    {"keys", (getter)PollCore_get_keys, NULL,
+     "The table, fd -> key: the selector's map.", NULL},
     {"maxevents", (getter)PollCore_get_maxevents,
      (setter)PollCore_set_maxevents,
      "Default batch size of a wait; None: every ready fd.", NULL},

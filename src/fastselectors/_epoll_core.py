@@ -83,6 +83,21 @@ class EpollCore(PyCore):
     def _kernel_disarm(self, fd: int) -> None:
         pass                        # the kernel did it
 
+    def _reconcile(self, fd: int) -> None:
+        if self._closed:
+            return
+        key = self._keys.get(fd)
+        if key is None:
+            self._kernel_unregister(fd, False)
+        elif fd not in self._disarmed:      # (a disarmed one: leave it)
+            # DEL then ADD, whatever was there: the ADD re-checks readiness
+            # (no edge lost), and is right for an EXCLUSIVE one too.
+            self._kernel.delete(fd)
+            try:
+                self._kernel.add(fd, self._to_kernel(key.events))
+            except OSError:
+                pass    # closed since: as a closed fd's registration is
+
     def _kernel_close(self) -> None:
         if self._nwaiting:
             self._kernel.kick()     # the waiters raise the closed error

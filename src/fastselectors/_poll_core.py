@@ -60,6 +60,15 @@ class PollCore(PyCore):
     def _kernel_disarm(self, fd: int) -> None:
         self._kernel.remove(fd)
 
+    def _reconcile(self, fd: int) -> None:
+        key = self._keys.get(fd)
+        if self._closed:
+            return
+        if key is None or fd in self._disarmed:
+            self._kernel.remove(fd)
+        else:
+            self._kernel.set(fd, self._to_kernel(key.events))
+
     def _kernel_close(self) -> None:
         self._kernel.close()
 

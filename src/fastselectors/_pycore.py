@@ -68,12 +68,15 @@ class PyCore:
         # _kernel_disarm(): see ONESHOT below; _kernel_wait() waits for at
         # most *limit* events (poll and select: _collect applies it) and
         # returns (fd, revents) pairs or None after EINTR; _collect() makes
-        # the batch of what _kernel_wait() returned.
+        # the batch of what _kernel_wait() returned; _reconcile() makes the
+        # kernel's registration of fd what the table says, whatever it was
+        # (never raises).
         def _kernel_register(self, fd: int, events: int) -> None: ...
         def _kernel_modify(self, fd: int, old: int, events: int,
                            rearm: bool) -> None: ...
         def _kernel_unregister(self, fd: int, disarmed: bool) -> None: ...
         def _kernel_disarm(self, fd: int) -> None: ...
+        def _reconcile(self, fd: int) -> None: ...
         def _kernel_close(self) -> None: ...
         def _kernel_wait(self, limit: int | None, ms: int, ns: int
                          ) -> Iterable[Any] | None: ...
@@ -82,71 +85,103 @@ class PyCore:
 
     # -- the table ------------------------------------------------------------
     #
-    # The key is stored *before* the kernel call, and put back if it fails:
-    # the call may release the GIL, and a thread waiting on this selector
-    # may get the fd's first event at once -- with EDGE or ONESHOT the only
-    # one it will ever get -- and must find the new key, not none or the
-    # old.  A key dropped from the table is held until the core is
-    # consistent: its last reference may run a finalizer that uses the core.
+    # The table (``keys``) is the selector's map too: one truth, so select()
+    # can never report a key the map does not hold.  The key is stored
+    # *before* the kernel call: the call may release the GIL, and a thread
+    # waiting on this selector may get the fd's first event at once -- with
+    # EDGE or ONESHOT the only one it will ever get -- and must find the new
+    # key.  When anything raises in between -- the kernel, or a signal
+    # handler at any bytecode -- the table is rolled back and the kernel
+    # made to match it (_reconcile).  A key dropped from the table is held
+    # until the core is consistent: its last reference may run a finalizer
+    # that uses the core.
     #
     # ONESHOT, the same on every Python core: a reported ONESHOT fd is
     # disarmed (by epoll's kernel; a poll or select core takes it out of
     # its kernel set: _kernel_disarm) until a modify() -- any -- re-arms it.
 
+    @property
+    def keys(self) -> dict[int, SelectorKey]:
+        return self._keys
+
     def register(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
-        if events & ONESHOT:
-            self._oneshot = True
         keys = self._keys
-        keys[fd] = key
+        if keys.setdefault(fd, key) is not key:     # atomic: threads
+            raise KeyError("{!r} (FD {}) is already registered".format(
+                key.fileobj, fd))
         try:
+            if events & ONESHOT:
+                self._oneshot = True
             self._kernel_register(fd, events)
         except BaseException:
             if keys.get(fd) is key:
                 del keys[fd]
+            self._reconcile(fd)
             raise
 
     def modify(self, fd: int, events: int, key: SelectorKey) -> None:
         if self._closed:
             raise closed_error()
-        if events & ONESHOT:
-            self._oneshot = True
         keys = self._keys
-        old = keys[fd]
-        keys[fd] = key
         disarmed = self._disarmed
+        old = keys[fd]
         rearm = fd in disarmed
-        disarmed.discard(fd)
         try:
+            if self.REREGISTER_ON_MODIFY and events != old.events:
+                del keys[fd]    # the stdlib's select: to the end of the map
+            keys[fd] = key
+            disarmed.discard(fd)
+            if events & ONESHOT:
+                self._oneshot = True
             self._kernel_modify(fd, old.events, events, rearm)
+        except OSError:
+            # The kernel refused: the stdlib forgets the registration.
+            keys.pop(fd, None)
+            self._reconcile(fd)
+            raise
         except BaseException:
-            if keys.get(fd) is key:
-                keys[fd] = old
-                if rearm:
-                    disarmed.add(fd)
+            keys[fd] = old
+            if rearm:
+                disarmed.add(fd)
+            self._reconcile(fd)
             raise
 
-    def unregister(self, fd: int) -> None:
-        key = self._keys.pop(fd, None)
-        if key is not None and not self._closed:
+    def unregister(self, fd: int) -> SelectorKey | None:
+        """Returns the key removed, None if fd was not registered."""
+        keys = self._keys
+        if fd not in keys:
+            return None
+        try:
+            key = keys.pop(fd)
             disarmed = fd in self._disarmed
             self._disarmed.discard(fd)
-            self._kernel_unregister(fd, disarmed)
+            if not self._closed:
+                self._kernel_unregister(fd, disarmed)
+        except BaseException:
+            self._reconcile(fd)
+            raise
+        return key
 
     def close(self) -> None:
         # Closed first: dropping the keys may run finalizers that use this
         # core again, and they must see it closed.  A thread waiting in it
-        # is woken, and raises the closed error (_waker).
+        # is woken, and raises the closed error (_waker).  Each step is
+        # tried whatever the one before raised.
         if self._closed:
             return
         self._closed = True
-        if self._waker is not None:
-            self._waker.wake()
-            self._release_waker()
-        self._kernel_close()
-        self._disarmed.clear()
-        self._keys.clear()
+        try:
+            if self._waker is not None:
+                self._waker.wake()
+                self._release_waker()
+        finally:
+            try:
+                self._kernel_close()
+            finally:
+                self._disarmed.clear()
+                self._keys.clear()
 
     def _after_wait(self) -> None:
         """Once a batch is made and its ONESHOTs noted (epoll: rebuild)."""

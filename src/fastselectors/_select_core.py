@@ -80,6 +80,11 @@ class SelectCore(PyCore):
     def _kernel_disarm(self, fd: int) -> None:
         self._set_interest(fd, 0)
 
+    def _reconcile(self, fd: int) -> None:
+        key = self._keys.get(fd)
+        self._set_interest(fd, 0 if key is None or fd in self._disarmed
+                           else key.events)
+
     def _kernel_close(self) -> None:
         for fds in (self._readers, self._writers, self._urgent):
             fds.clear()

@@ -96,7 +96,7 @@ class CoreSelector(BaseSelector):
     _core_cls: ClassVar[type[Core]] = None  # type: ignore[assignment]
 
     _core: Core
-    _fd_to_key: dict[int, SelectorKey]
+    _fd_to_key: dict[int, SelectorKey]  # the core's own table (core.keys)
     _map: SelectorMapping | None    # None once closed
 
     @classmethod
@@ -114,7 +114,7 @@ class CoreSelector(BaseSelector):
         self._core = self._core_cls()
         self._core.maxevents = maxevents
         _live.add(self)
-        self._fd_to_key = {}
+        self._fd_to_key = self._core.keys
         self._map = SelectorMapping(self)
         # Bind the core's select() and dispatch() on the instance, skipping
         # our Python wrappers -- unless a subclass overrides them: it wins.
@@ -162,21 +162,13 @@ class CoreSelector(BaseSelector):
                 # it looks at its closed state.
                 raise OverflowError("Python int too large to convert to C int")
             raise closed_error()
-        key = _new_key(SelectorKey, (fileobj, fd, events, data))
-        # The map first: the kernel call may release the GIL, and a waiting
-        # thread may run the fd's callback, which may modify or unregister
-        # it (an update made after the call would undo that).  setdefault()
-        # claims the fd atomically against another thread.
-        fd_to_key = self._fd_to_key
-        if fd_to_key.setdefault(fd, key) is not key:
+        if fd in self._fd_to_key:
             raise KeyError("{!r} (FD {}) is already registered"
                            .format(fileobj, fd))
-        try:
-            self._core.register(fd, events, key)
-        except BaseException:
-            if fd_to_key.get(fd) is key:
-                del fd_to_key[fd]
-            raise
+        # The core stores the key in its table -- the map -- and the kernel
+        # together (another thread that registers fd too: KeyError).
+        key = _new_key(SelectorKey, (fileobj, fd, events, data))
+        self._core.register(fd, events, key)
         return key
 
     def unregister(self, fileobj: FileDescriptorLike) -> SelectorKey:
@@ -187,11 +179,10 @@ class CoreSelector(BaseSelector):
         Raises:
             KeyError: fileobj is not registered
         """
-        try:
-            key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
-        except KeyError:
-            raise KeyError("{!r} is not registered".format(fileobj)) from None
-        self._core.unregister(key.fd)
+        fd = self._fileobj_lookup(fileobj)
+        key = self._core.unregister(fd) if fd in self._fd_to_key else None
+        if key is None:     # (or unregistered by another thread meanwhile)
+            raise KeyError("{!r} is not registered".format(fileobj))
         return key
 
     def modify(self, fileobj: FileDescriptorLike, events: int,
@@ -222,31 +213,21 @@ class CoreSelector(BaseSelector):
         # A ONESHOT registration is re-armed by any modify(), even one that
         # changes nothing: that is how its users say "report it again".
         if events_changed or data != key.data or events & ONESHOT:
-            fd = key.fd
             kept = key.fileobj
-            fd_to_key = self._fd_to_key
             if self._core_cls.REREGISTER_ON_MODIFY:
                 # The stdlib's SelectSelector modifies by unregister() +
                 # register(): new events put the object *given* here in the
-                # key and move the fd to the end of the map's order; a
+                # key (the core moves the fd to the end of the map); a
                 # data-only change keeps the old events value (True stays
                 # 1).
                 if events_changed:
                     kept = fileobj
-                    del fd_to_key[fd]
                 else:
                     events = key.events
-            key = _new_key(SelectorKey, (kept, fd, events, data))
-            fd_to_key[fd] = key     # before the core: see register()
-            try:
-                self._core.modify(fd, events, key)
-            except BaseException:
-                # The stdlib forgets a registration whose modify failed in
-                # the kernel; do the same, and keep the core consistent.
-                if fd_to_key.get(fd) is key:
-                    del fd_to_key[fd]
-                self._core.unregister(fd)
-                raise
+            key = _new_key(SelectorKey, (kept, key.fd, events, data))
+            # The table and the kernel together; refused by the kernel, the
+            # registration is forgotten, as by the stdlib.
+            self._core.modify(key.fd, events, key)
         return key
 
     def rearm(self, fileobj: FileDescriptorLike) -> SelectorKey:
@@ -337,11 +318,8 @@ class CoreSelector(BaseSelector):
 
     def close(self) -> None:
         """Close the selector and free the kernel resources; idempotent."""
-        try:
-            self._core.close()
-        finally:
-            self._fd_to_key.clear()
-            self._map = None
+        self._map = None
+        self._core.close()
 
     def get_map(self) -> Mapping[FileDescriptorLike, SelectorKey]:
         """Return the live read-only mapping of file objects to keys, or
