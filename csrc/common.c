@@ -196,7 +196,42 @@ fs_timeout_init(fs_timeout *t, PyObject *timeout)
         t->ms = -1;
         return 0;
     }
-    seconds = PyFloat_AsDouble(timeout);
+    if (!PyFloat_Check(timeout) && !PyLong_Check(timeout)) {
+        /* Anything else goes through the stdlib's own arithmetic
+         * (``timeout <= 0``, then ``math.ceil(timeout * 1e3)``), so that
+         * the same objects pass and fail: a Fraction passes, a Decimal
+         * (Decimal * float) or an object with only __float__ is a
+         * TypeError. */
+        PyObject *zero = PyLong_FromLong(0), *thousand, *product;
+        int poll;
+        if (zero == NULL) {
+            return -1;
+        }
+        poll = PyObject_RichCompareBool(timeout, zero, Py_LE);
+        Py_DECREF(zero);
+        if (poll != 0) {
+            t->ms = 0;
+            return poll < 0 ? -1 : 0;
+        }
+        thousand = PyFloat_FromDouble(1e3);
+        if (thousand == NULL) {
+            return -1;
+        }
+        product = PyNumber_Multiply(timeout, thousand);
+        Py_DECREF(thousand);
+        if (product == NULL) {
+            return -1;
+        }
+        seconds = PyFloat_AsDouble(product);
+        Py_DECREF(product);
+        if (seconds == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        seconds *= 1e-3;
+    }
+    else {
+        seconds = PyFloat_AsDouble(timeout);
+    }
     if (seconds == -1.0 && PyErr_Occurred()) {
         /* An int too large for a double: the stdlib still treats a
          * negative one as "poll" since it compares before converting. */

@@ -454,7 +454,8 @@ refused:
 static PyObject *
 EpollCore_unregister_unlocked(EpollCore *self, PyObject *arg)
 {
-    int fd;
+    int fd, parked;
+    PyObject *key;
 
     if (fs_fd_converter(arg, &fd) < 0) {
         return NULL;
@@ -463,10 +464,12 @@ EpollCore_unregister_unlocked(EpollCore *self, PyObject *arg)
             || self->table[fd].key == NULL) {
         Py_RETURN_NONE;
     }
-    if (!self->table[fd].parked) {
-        del_fd(self, fd);
+    parked = self->table[fd].parked;
+    key = forget(self, fd);
+    if (!parked) {
+        del_fd(self, fd);       /* (after: a rebuild must not re-add fd) */
     }
-    return forget(self, fd);    /* the key: the caller releases it */
+    return key;                 /* the caller releases it */
 }
 
 /* The live entry an event belongs to, or NULL: the fd was unregistered
@@ -495,7 +498,7 @@ entry_of(EpollCore *self, const struct epoll_event *ev)
  * rebuild if orphans may exist. */
 static int
 note_batch(EpollCore *self, const struct epoll_event *events, int n,
-           int *stale)
+           uint64_t stamp, int *stale)
 {
     int i, live = 0;
     for (i = 0; i < n; i++) {
@@ -505,7 +508,12 @@ note_batch(EpollCore *self, const struct epoll_event *events, int n,
             continue;
         }
         live++;
-        if (entry->events & FS_ONESHOT) {
+        /* Not if another thread changed it during the wait (stamp: when
+         * the wait began): its modify() may have re-armed it after the
+         * kernel reported it.  Wrongly "disarmed", a rebuild would park it
+         * and its events would be lost; wrongly "armed", at worst re-added
+         * armed by a rebuild: one event more. */
+        if ((entry->events & FS_ONESHOT) && entry->stamp <= stamp) {
             entry->armed = 0;
         }
     }
@@ -632,24 +640,18 @@ kick_waiters(int epfd)
     (void)epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-/* A fresh epoll instance in place of the current one, at the same fd
- * number (dup3), holding every registration of the table that the kernel
- * still has.  verify: check each one with an EPOLL_CTL_MOD on the old
- * instance first (fails for a closed fd, or a number that now names another
- * file: re-adding it would watch that file under this key).  After fork()
- * the old instance is the parent's and must not be touched: no verify.
+/* Add to epfd every registration of the table that the kernel still has.
+ * verify: check each one with an EPOLL_CTL_MOD on the current instance
+ * first (fails for a closed fd, or a number that now names another file:
+ * re-adding it would watch that file under this key).  After fork() the
+ * old instance is the parent's and must not be touched: no verify.
  * Disarmed ONESHOT registrations are parked, not added (see the top of this
- * file).  Returns -1 with errno set if no new instance could be made; the
- * old one is then kept as it was. */
-static int
-rebuild(EpollCore *self, int verify)
+ * file). */
+static void
+add_registrations(EpollCore *self, int epfd, int verify)
 {
     Py_ssize_t fd;
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
 
-    if (epfd < 0) {
-        return -1;
-    }
     for (fd = 0; fd < self->table_size; fd++) {
         fs_entry *entry = &self->table[fd];
         if (entry->key == NULL || entry->parked) {
@@ -673,6 +675,22 @@ rebuild(EpollCore *self, int verify)
         (void)ctl_raw(epfd, EPOLL_CTL_ADD, (int)fd, entry->events,
                       entry->gen);
     }
+}
+
+/* A new epoll instance, holding what add_registrations() adds (or nothing:
+ * with_registrations 0), in place of the current one at the same fd number
+ * (dup3).  -1 with errno set if none could be made: the old one is kept. */
+static int
+replace_instance(EpollCore *self, int with_registrations, int verify)
+{
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+    if (epfd < 0) {
+        return -1;
+    }
+    if (with_registrations) {
+        add_registrations(self, epfd, verify);
+    }
     /* Threads waiting on the old instance would sleep on in it, blind to
      * the new one: kick them off it (one extra wake-up each). */
     if (self->nwaiting > 0) {
@@ -686,8 +704,30 @@ rebuild(EpollCore *self, int verify)
     }
     close(epfd);
     self->orphans = 0;
-    if (verify) {
-        self->stats.rebuilds++;
+    return 0;
+}
+
+/* The orphans' rebuild (the top of this file).  Selectors that watch this
+ * epoll fd (nested selectors) watched the old instance, which the dup3
+ * closed: the module's rebuild hook (_selectors.replaced) has them add the
+ * new one. */
+static int
+rebuild(EpollCore *self, int verify)
+{
+    PyObject *hook = fs_state_of(Py_TYPE(self))->rebuild_hook, *rc;
+
+    if (replace_instance(self, 1, verify) < 0) {
+        return -1;
+    }
+    self->stats.rebuilds++;
+    if (hook != NULL) {
+        Py_INCREF(hook);
+        rc = PyObject_CallFunction(hook, "i", self->epfd);
+        if (rc == NULL) {
+            PyErr_WriteUnraisable(hook);
+        }
+        Py_XDECREF(rc);
+        Py_DECREF(hook);
     }
     return 0;
 }
@@ -704,6 +744,7 @@ wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
     long long start = timeout->ms != 0 ? fs_now_ns() : 0;
     for (;;) {
         int n, saved_errno, epfd = self->epfd, stale = 0;
+        uint64_t stamp = self->mutations;
         self->nwaiting++;
         Py_BEGIN_ALLOW_THREADS
         n = fs_epoll_wait_ns(epfd, events, maxevents, timeout->ms,
@@ -716,7 +757,7 @@ wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
             return -1;
         }
         if (n >= 0) {
-            int live = note_batch(self, events, n, &stale);
+            int live = note_batch(self, events, n, stamp, &stale);
             if (start) {
                 self->stats.idle_ns += fs_now_ns() - start;
             }
@@ -967,11 +1008,53 @@ EpollCore_after_fork_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     self->buf_busy = 0;
     self->dthread = 0;
-    self->dpos = self->dn = 0;
+    self->dpos = self->dn = 0;      /* the parent delivers its own batch */
     self->nwaiting = 0;
-    if (self->epfd >= 0 && rebuild(self, 0) < 0) {
+    if (self->epfd >= 0 && replace_instance(self, 0, 0) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    Py_RETURN_NONE;
+}
+
+/* _after_fork_readd(): the second step in the child, once every selector
+ * has its own new instance (_after_fork): the registrations, added by fd
+ * number -- so one that names another selector's epoll fd watches that
+ * selector's new instance, not the parent's. */
+static PyObject *
+EpollCore_after_fork_readd_unlocked(EpollCore *self,
+                                    PyObject *Py_UNUSED(ignored))
+{
+    if (self->epfd >= 0) {
+        add_registrations(self, self->epfd, 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* _reattach(fd): fd names a kernel object that was just replaced by a new
+ * one at the same number (another selector's rebuild: rebuild()); watch
+ * the new one.  A new generation: if the old registration survives (a
+ * forked child holds the old file), its events are an orphan's. */
+static PyObject *
+EpollCore_reattach_unlocked(EpollCore *self, PyObject *arg)
+{
+    int fd;
+    fs_entry *entry;
+
+    if (fs_fd_converter(arg, &fd) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0 || fd >= self->table_size
+            || self->table[fd].key == NULL || self->table[fd].parked) {
+        Py_RETURN_NONE;
+    }
+    entry = &self->table[fd];
+    entry->gen = self->next_gen++;
+    if (ctl_raw(self->epfd, EPOLL_CTL_ADD, fd, entry->events, entry->gen) < 0
+            && errno == EEXIST) {
+        (void)ctl_raw(self->epfd, EPOLL_CTL_MOD, fd, entry->events,
+                      entry->gen);
+    }
+    self->orphans++;
     Py_RETURN_NONE;
 }
 
@@ -1044,6 +1127,10 @@ FS_LOCKED(PyObject *, EpollCore_close, (EpollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, EpollCore_after_fork, (EpollCore *self, PyObject *ignored),
           self, ignored)
+FS_LOCKED(PyObject *, EpollCore_after_fork_readd, (EpollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, EpollCore_reattach, (EpollCore *self, PyObject *arg),
+          self, arg)
 FS_LOCKED(PyObject *, EpollCore_fileno, (EpollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, EpollCore_get_closed, (EpollCore *self, void *closure),
@@ -1076,8 +1163,12 @@ static PyMethodDef EpollCore_methods[] = {
      "key.data(key, events) "
      "for each ready registration."},
     {"_after_fork", (PyCFunction)EpollCore_after_fork, METH_NOARGS,
-     "_after_fork(): in a child process, a fresh epoll instance with the "
-     "same registrations."},
+     "_after_fork(): in a child process, a fresh empty epoll instance at "
+     "the same fd."},
+    {"_after_fork_readd", (PyCFunction)EpollCore_after_fork_readd,
+     METH_NOARGS, "_after_fork_readd(): then the registrations."},
+    {"_reattach", (PyCFunction)EpollCore_reattach, METH_O,
+     "_reattach(fd): fd's kernel object was replaced: watch the new one."},
     {"precise_timeouts", (PyCFunction)EpollCore_precise_timeouts,
      METH_NOARGS, "precise_timeouts() -> True if waits use epoll_pwait2 "
      "(sub-millisecond timeouts) in this process."},

@@ -33,6 +33,7 @@ typedef struct {
     PyTypeObject *epoll_core_type;  /* NULL where the OS has no epoll */
     PyTypeObject *poll_core_type;
     PyObject *ready[FS_READY_MAX];  /* ready[i] is the int i */
+    PyObject *rebuild_hook;         /* _selectors.replaced, or NULL */
 } fs_module_state;
 
 /* The module state of a core's type (heap types made from the module). */

@@ -919,6 +919,15 @@ PollCore_after_fork_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
     self->dthread = 0;
     self->nwaiting = 0;
     close_waker(self);
+    Py_CLEAR(self->pending);    /* the parent delivers its own batch */
+    Py_RETURN_NONE;
+}
+
+/* _after_fork_readd(), _reattach(fd): nothing for poll, which names its
+ * fds anew in every wait (epoll_core.c has the story). */
+static PyObject *
+PollCore_nothing(PollCore *self, PyObject *Py_UNUSED(ignored))
+{
     Py_RETURN_NONE;
 }
 
@@ -1009,6 +1018,10 @@ static PyMethodDef PollCore_methods[] = {
      "for each ready registration."},
     {"_after_fork", (PyCFunction)PollCore_after_fork, METH_NOARGS,
      "_after_fork(): reset per-thread state in a child process."},
+    {"_after_fork_readd", (PyCFunction)PollCore_nothing, METH_NOARGS,
+     "_after_fork_readd(): nothing to do for poll."},
+    {"_reattach", (PyCFunction)PollCore_nothing, METH_O,
+     "_reattach(fd): nothing to do for poll."},
     {"close", (PyCFunction)PollCore_close, METH_NOARGS,
      "close(): drop every key; idempotent."},
     {"registered", (PyCFunction)PollCore_len, METH_NOARGS,

@@ -21,6 +21,8 @@ file asserts fastselectors' own behaviour.
 
 import math
 import os
+from decimal import Decimal
+from fractions import Fraction
 try:
     import resource             # POSIX only
 except ImportError:
@@ -1024,6 +1026,28 @@ def test_timeout_with_something_ready(same, selector_pair, env, timeout_id):
 # ---------------------------------------------------------------------------
 # fastselectors' own behaviour (no oracle)
 # ---------------------------------------------------------------------------
+
+class FloatOnly:
+    """A number only through __float__ (no comparison, no arithmetic)."""
+
+    def __float__(self):
+        return 0.001
+
+
+@pytest.mark.parametrize("timeout", [
+    Decimal("0.001"), Fraction(1, 1000), Fraction(-1, 2), FloatOnly(),
+    2 ** 70, -2 ** 70], ids=repr)
+def test_timeout_types_as_the_stdlib(same, timeout):
+    """Every class takes the timeout types the stdlib's takes, and refuses
+    the others with its exception (a Decimal: TypeError; the native cores
+    once read any __float__)."""
+    def scenario(sel, env, rec):
+        a, _ = env.socketpair("a", "peer")
+        sel.register(a, EVENT_READ)
+        rec.select("select", sel, timeout)
+
+    same(scenario)
+
 
 @pytest.mark.parametrize("timeout", [1e-9, 0.0015, 0.011])
 def test_select_waits_at_least_the_timeout(selector, env, timeout):

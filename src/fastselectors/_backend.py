@@ -14,8 +14,9 @@ import selectors as _stdlib
 import sys
 import warnings
 
+from . import _epoll_core
 from ._select_core import SelectCore
-from ._selectors import make_selector
+from ._selectors import make_selector, replaced
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         _native.EpollCore, _kernel_cffi.EpollCore, _kernel_stdlib.EpollCore)
 
 TIERS = ("native", "cffi", "pure")
+_epoll_core.on_replaced = replaced     # the Python tiers' hook
 ENV_VAR = "FASTSELECTORS_BACKEND"
 
 
@@ -46,6 +48,7 @@ def _core_classes(tier: str) -> dict[str, type[Core]]:
             raise ImportError("the native tier is a CPython extension; "
                               "this interpreter uses the cffi tier")
         from . import _native as mod
+        mod.set_rebuild_hook(replaced)
     elif tier == "cffi":
         try:
             from . import _kernel_cffi as mod

@@ -13,7 +13,7 @@ from ._pycore import PyCore
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from selectors import SelectorKey
     from typing import ClassVar
 
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 # EDGE one's readiness, so an edge whose pending dispatch() event the
 # change dropped is reported again (the dispatch contract).
 _MODIFY_ALWAYS = ONESHOT | EDGE
+
+#: Called with the epoll fd after a rebuild: _selectors.replaced (set by
+#: _backend, as the native tier's set_rebuild_hook).
+on_replaced: Callable[[int], None] | None = None
 
 
 class EpollCore(PyCore):
@@ -153,6 +157,8 @@ class EpollCore(PyCore):
             kernel.kick()
         kernel.replace(regs)
         self._stats["rebuilds"] += 1
+        if on_replaced is not None:
+            on_replaced(kernel.fd)      # nested selectors: _reattach
 
     def precise_timeouts(self) -> bool:
         """True if waits take nanoseconds (epoll_pwait2) in this process."""
@@ -161,10 +167,34 @@ class EpollCore(PyCore):
         probe = getattr(self._kernel, "precise_timeouts", None)
         return bool(probe and probe())
 
+    def _reattach(self, fd: int) -> None:
+        """fd names a kernel object just replaced by a new one at the same
+        number (another selector's rebuild): watch the new one.  Added by
+        number, then a rebuild drops the old registration, if it survives
+        (csrc/epoll_core.c)."""
+        key = self._keys.get(fd)
+        if key is None or self._closed or fd in self._disarmed:
+            return
+        try:
+            self._kernel.add(fd, self._to_kernel(key.events))
+        except OSError:
+            pass
+        self._rebuild(verify=True)
+
+    # After fork, in the child (csrc/epoll_core.c): a fresh empty instance
+    # at the same fd number for every selector first, then each adds its
+    # registrations by number -- a nested selector's then names the new one.
+
     def _after_fork(self) -> None:
-        # A fresh epoll instance with the same registrations, at the same
-        # fd number: the inherited one is the parent's (see
-        # csrc/epoll_core.c).
         super()._after_fork()
         if not self._closed:
-            self._rebuild(verify=False)
+            self._kernel.replace(())
+
+    def _after_fork_readd(self) -> None:
+        if not self._closed:
+            for fd, mask in self._orphans.survivors(
+                    self._keys, self._disarmed, None, self._to_kernel):
+                try:
+                    self._kernel.add(fd, mask)
+                except OSError:
+                    pass    # closed since: as a closed fd's registration

@@ -186,6 +186,12 @@ class PyCore:
     def _after_wait(self) -> None:
         """Once a batch is made and its ONESHOTs noted (epoll: rebuild)."""
 
+    def _after_fork_readd(self) -> None:
+        """The second step in a forked child (epoll: the registrations)."""
+
+    def _reattach(self, fd: int) -> None:
+        """fd's kernel object was replaced (epoll: watch the new one)."""
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -363,7 +369,7 @@ class PyCore:
         end = len(pending)
         count = 0
         try:
-            while pos < end:
+            while pos < end and self._pending is pending:   # (fork)
                 key, events = pending[pos]
                 pos += 1
                 if keys_get(key.fd) is key:     # unchanged since the wait
@@ -385,9 +391,12 @@ class PyCore:
 
     def _after_fork(self) -> None:
         """In a child process only the forking thread exists: a dispatch()
-        or a wait another thread had under way is gone.  Cores with a
-        kernel object shared with the parent extend this."""
+        or a wait another thread had under way is gone, and the rest of a
+        batch is the parent's to deliver (a fork from a callback).  Cores
+        with a kernel object shared with the parent extend this, and
+        _after_fork_readd()."""
         self._dispatch_thread = None
+        self._pending = ()
         self._nwaiting = 0
         waker, self._waker = self._waker, None
         if waker is not None:

@@ -40,15 +40,27 @@ _live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()   # open ones
 
 def _after_fork_in_child() -> None:
     """A child must not share its selectors' epoll instances with the
-    parent (each would change, and steal events from, the other): each core
-    rebuilds itself."""
+    parent (each would change, and steal events from, the other): every
+    core gets a new empty one, then every core adds its registrations --
+    in two passes, so that a selector watching another one watches its new
+    instance (csrc/epoll_core.c)."""
+    selectors = list(_live)
+    for step in ("_after_fork", "_after_fork_readd"):
+        for selector in selectors:
+            if not selector._core.closed:
+                try:
+                    getattr(selector._core, step)()
+                except OSError:     # EMFILE: no fd left for an instance
+                    selector.close()
+
+
+def replaced(fd: int) -> None:
+    """An epoll core rebuilt its kernel object, at *fd*: the selectors
+    watching fd (nested selectors) watched the old one.  (Ours only: a
+    stdlib selector watching it loses it.)"""
     for selector in list(_live):
-        core = selector._core
-        if core is not None:
-            try:
-                core._after_fork()
-            except OSError:     # EMFILE: no fd left for a new instance
-                selector.close()
+        if fd in selector._fd_to_key and not selector._core.closed:
+            selector._core._reattach(fd)
 
 
 if hasattr(os, "register_at_fork"):
