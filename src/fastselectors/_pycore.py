@@ -59,6 +59,8 @@ class PyCore:
         self._nwaiting = 0          # threads inside the kernel wait
         self._disarmed: set[int] = set()    # see "ONESHOT" below
         self._oneshot = False       # a ONESHOT was ever registered
+        self._arms = 0              # ONESHOT arms so far, and fd -> the
+        self._armed_at: dict[int, int] = {}     # last one's number
         self._stats: dict[str, Any] = dict.fromkeys(STAT_NAMES, 0)
 
     if TYPE_CHECKING:
@@ -113,7 +115,7 @@ class PyCore:
                 key.fileobj, fd))
         try:
             if events & ONESHOT:
-                self._oneshot = True
+                self._armed(fd)
             self._kernel_register(fd, events)
         except BaseException:
             if keys.get(fd) is key:
@@ -134,7 +136,7 @@ class PyCore:
             keys[fd] = key
             disarmed.discard(fd)
             if events & ONESHOT:
-                self._oneshot = True
+                self._armed(fd)
             self._kernel_modify(fd, old.events, events, rearm)
         except OSError:
             # The kernel refused: the stdlib forgets the registration.
@@ -157,6 +159,7 @@ class PyCore:
             key = keys.pop(fd)
             disarmed = fd in self._disarmed
             self._disarmed.discard(fd)
+            self._armed_at.pop(fd, None)
             if not self._closed:
                 self._kernel_unregister(fd, disarmed)
         except BaseException:
@@ -182,6 +185,12 @@ class PyCore:
             finally:
                 self._disarmed.clear()
                 self._keys.clear()
+
+    def _armed(self, fd: int) -> None:
+        """A ONESHOT registration of fd is armed (registered, modified)."""
+        self._oneshot = True
+        self._arms += 1
+        self._armed_at[fd] = self._arms
 
     def _after_wait(self) -> None:
         """Once a batch is made and its ONESHOTs noted (epoll: rebuild)."""
@@ -248,6 +257,7 @@ class PyCore:
         if self._closed:
             raise closed_error()
         ms = timeout_ms(timeout)
+        stamp = self._arms
         pairs: Iterable[Any] | None
         if ms == 0:
             start = 0.0
@@ -286,11 +296,14 @@ class PyCore:
             raise closed_error()
         ready = self._collect(pairs or (), limit)
         if self._oneshot:
-            disarmed = self._disarmed
+            # Not one another thread armed during the wait: its modify()
+            # may have come after the kernel's report (then it is armed).
+            disarmed, armed_at = self._disarmed, self._armed_at
             for key, _ in ready:
-                if key.events & ONESHOT and self._keys.get(key.fd) is key:
-                    disarmed.add(key.fd)
-                    self._kernel_disarm(key.fd)
+                fd = key.fd
+                if key.events & ONESHOT and armed_at.get(fd, 0) <= stamp:
+                    disarmed.add(fd)
+                    self._kernel_disarm(fd)
         self._after_wait()
         stats = self._stats
         stats["waits"] += 1
