@@ -159,6 +159,10 @@ class PollKernel:
         self._index: dict[int, int] = {}    # fd -> position in the master
         self._free: list[tuple[int, Any, Any, Any]] = []    # wait buffers
 
+    # Each change of the table and the index together calls nothing: a
+    # signal handler cannot run in its middle (CPython runs them only at
+    # calls, function entries and backward jumps).
+
     def set(self, fd: int, mask: int) -> None:
         fds, n = self._table
         pos = self._index.get(fd)
@@ -172,16 +176,17 @@ class PollKernel:
         entry = fds[n]          # never used yet: zeroed by ffi.new
         entry.fd = fd
         entry.events = mask
-        self._index[fd] = n
-        self._table = (fds, n + 1)  # publish: a wait now polls it
+        # Publish: a wait now polls it.
+        self._table, self._index[fd] = (fds, n + 1), n
 
     def remove(self, fd: int) -> None:
-        pos = self._index.pop(fd, None)
+        pos = self._index.get(fd)
         if pos is None:
             return
         fds, n = self._table
         fds[pos].fd = _HOLE
         self._holes += 1
+        del self._index[fd]
         if 2 * self._holes > n:
             self._compact()
 
@@ -200,9 +205,7 @@ class PollKernel:
                 dst.events = src.events
                 index[fd] = j
                 j += 1
-        self._index = index
-        self._table = (fds, j)
-        self._holes = 0
+        self._index, self._table, self._holes = index, (fds, j), 0
 
     def wait(self, size: int | None, ms: int, ns: int
              ) -> Iterable[tuple[int, int]] | None:

@@ -110,17 +110,17 @@ class PyCore:
         if self._closed:
             raise closed_error()
         keys = self._keys
-        if keys.setdefault(fd, key) is not key:     # atomic: threads
-            raise KeyError("{!r} (FD {}) is already registered".format(
-                key.fileobj, fd))
         try:
+            if keys.setdefault(fd, key) is not key:     # atomic: threads
+                raise KeyError("{!r} (FD {}) is already registered".format(
+                    key.fileobj, fd))
             if events & ONESHOT:
                 self._armed(fd)
             self._kernel_register(fd, events)
         except BaseException:
             if keys.get(fd) is key:
                 del keys[fd]
-            self._reconcile(fd)
+                self._reconcile(fd)
             raise
 
     def modify(self, fd: int, events: int, key: SelectorKey) -> None:
@@ -347,14 +347,15 @@ class PyCore:
                 "dispatch() is already running in another thread on this "
                 "selector")
         limit = self._limit(maxevents)
-        self._dispatch_thread = get_ident()
-        try:
+        try:    # (the claim inside: whatever raises, it is released)
+            self._dispatch_thread = get_ident()
             # Events left by a callback that raised come first, without a
             # wait; if none of them is still valid, wait for a new batch.
             count = self._deliver_pending()
             if count == 0 and not self._closed:
-                self._pending = self._select(timeout, limit)
+                self._pending = ()      # (all delivered: nothing lost)
                 self._pending_pos = 0
+                self._pending = self._select(timeout, limit)
                 count = self._deliver_pending()
         except BaseException:
             if self._closed:

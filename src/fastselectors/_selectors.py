@@ -109,7 +109,7 @@ class CoreSelector(BaseSelector):
 
     _core: Core
     _fd_to_key: dict[int, SelectorKey]  # the core's own table (core.keys)
-    _map: SelectorMapping | None    # None once closed
+    _map: SelectorMapping           # get_map(), while open
 
     @classmethod
     def supports(cls, flag: int) -> bool:
@@ -168,7 +168,7 @@ class CoreSelector(BaseSelector):
         check_events(events)
         check_supported(type(self), events, self._core_cls.SUPPORTED)
         fd = self._fileobj_lookup(fileobj)
-        if self._map is None:
+        if self._core.closed:
             if fd > INT_MAX and self._core_cls.FD_RANGE_BEFORE_CLOSED:
                 # CPython's select.epoll converts the fd to a C int before
                 # it looks at its closed state.
@@ -330,7 +330,8 @@ class CoreSelector(BaseSelector):
 
     def close(self) -> None:
         """Close the selector and free the kernel resources; idempotent."""
-        self._map = None
+        # One call: "closed" is the core's state alone, so no exception can
+        # leave the selector half closed.
         self._core.close()
 
     def get_map(self) -> Mapping[FileDescriptorLike, SelectorKey]:
@@ -338,10 +339,11 @@ class CoreSelector(BaseSelector):
         None once closed."""
         # None once closed, as the stdlib's; its typeshed stub, which this
         # signature must match, does not say so.
-        return self._map  # type: ignore[return-value]
+        return None if self._core.closed else \
+            self._map  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        state = "closed" if self._map is None else \
+        state = "closed" if self._core.closed else \
             "{} registered".format(len(self._fd_to_key))
         return "<{}.{} {}>".format(type(self).__module__,
                                    type(self).__qualname__, state)
