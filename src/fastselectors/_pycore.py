@@ -257,41 +257,38 @@ class PyCore:
         if self._closed:
             raise closed_error()
         ms = timeout_ms(timeout)
+        ns = timeout_ns(timeout, ms)
         stamp = self._arms
+        start = monotonic() if ms else 0.0
+        end = start + ms * 1e-3     # (ms > 0: a deadline)
         pairs: Iterable[Any] | None
-        if ms == 0:
-            start = 0.0
-            pairs = self._kernel_wait(limit, 0, 0)
-        else:
-            ns = timeout_ns(timeout, ms)
-            start = monotonic()
-            end = start + ms * 1e-3     # (ms > 0: a deadline)
-            self._nwaiting += 1
-            try:
-                while True:
-                    try:
-                        pairs = self._kernel_wait(limit, ms, ns)
-                    except OSError:
-                        # e.g. EBADF from the stdlib's epoll, retrying
-                        # after a signal handler closed it
-                        if self._closed:
-                            raise closed_error() from None
-                        raise
-                    if pairs is not None:
-                        break
-                    # EINTR, the signal handlers have run (had one raised,
-                    # we would not be here): closed by one of them?
+        self._nwaiting += 1
+        try:
+            while True:
+                try:
+                    pairs = self._kernel_wait(limit, ms, ns)
+                except OSError:
+                    # Closed meanwhile -- by a signal handler, another
+                    # thread, a finalizer run by an allocation: e.g. EBADF
+                    # from the stdlib's epoll, which retries on its own.
                     if self._closed:
-                        raise closed_error()
-                    if ms > 0:
-                        ms, ns = remaining(end)
-                        if ms == 0:
-                            pairs = ()
-                            break
-            finally:
-                self._nwaiting -= 1
-                if self._waker is not None and self._closed:
-                    self._release_waker()
+                        raise closed_error() from None
+                    raise
+                if pairs is not None:
+                    break
+                # EINTR, the signal handlers have run (had one raised, we
+                # would not be here): closed by one of them?
+                if self._closed:
+                    raise closed_error()
+                if ms > 0:
+                    ms, ns = remaining(end)
+                if ms == 0:
+                    pairs = ()
+                    break
+        finally:
+            self._nwaiting -= 1
+            if self._waker is not None and self._closed:
+                self._release_waker()
         if self._closed:    # by a signal handler or another thread
             raise closed_error()
         ready = self._collect(pairs or (), limit)
