@@ -87,6 +87,10 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int epfd;                   /* -1 once closed */
+    int zombie;                 /* closed while threads waited in it: the
+                                   fd, closed by the last one out (closed
+                                   at once, its number could be reused
+                                   under their wait); else -1 */
     PyObject *keys;             /* dict fd -> key: the selector's map (the
                                    same keys as table: fs_keys_set) */
     fs_entry *table;            /* indexed by fd */
@@ -194,6 +198,7 @@ EpollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->ready = fs_state_of(type)->ready;
+    self->zombie = -1;
     self->keys = PyDict_New();
     self->epfd = self->keys == NULL ? -1 : epoll_create1(EPOLL_CLOEXEC);
     if (self->keys == NULL) {
@@ -248,6 +253,10 @@ EpollCore_dealloc(EpollCore *self)
     if (self->epfd >= 0) {
         close(self->epfd);
         self->epfd = -1;
+    }
+    if (self->zombie >= 0) {
+        close(self->zombie);
+        self->zombie = -1;
     }
     PyMem_Free(self->table);
     PyMem_Free(self->buf);
@@ -753,6 +762,10 @@ wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
         Py_END_ALLOW_THREADS
         self->nwaiting--;
         if (self->epfd < 0) {
+            if (self->nwaiting == 0 && self->zombie >= 0) {
+                close(self->zombie);    /* the last waiter out */
+                self->zombie = -1;
+            }
             fs_closed_error();
             return -1;
         }
@@ -976,9 +989,12 @@ EpollCore_close_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
         self->epfd = -1;        /* first: close() may run again from a
                                    finalizer during the clear below */
         if (self->nwaiting > 0) {
-            kick_waiters(epfd); /* they raise the closed error */
+            kick_waiters(epfd); /* they raise the closed error, and */
+            self->zombie = epfd;    /* the last one closes it */
         }
-        close(epfd);
+        else {
+            close(epfd);
+        }
         EpollCore_clear(self);
         if (!self->buf_busy) {  /* else another wait is using it */
             PyMem_Free(self->buf);
@@ -1010,6 +1026,10 @@ EpollCore_after_fork_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
     self->dthread = 0;
     self->dpos = self->dn = 0;      /* the parent delivers its own batch */
     self->nwaiting = 0;
+    if (self->zombie >= 0) {        /* no waiter here: the child's copy */
+        close(self->zombie);
+        self->zombie = -1;
+    }
     if (self->epfd >= 0 && replace_instance(self, 0, 0) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }

@@ -400,3 +400,45 @@ def test_oneshot_rearm_racing_a_returning_wait(sockets):
             assert [k.data for k, _ in sel.select(0.5)] == ["a"]
     finally:
         sel.close()
+
+
+def test_close_racing_waiting_threads_never_gives_oserror(selector_cls):
+    """close() from another thread at a random moment while four threads
+    wait: each waiter raises the closed ValueError -- never OSError
+    (EBADF/EINVAL were seen), never a wait on to the timeout (two threads
+    that made a waker each; a waker closed under a wait).  40 rounds."""
+    import random
+    waiters = 1 if (selector_cls.__name__ == "PollSelector"
+                    and fastselectors.BACKEND == "pure") else 4
+    for _ in range(40):
+        sel = selector_cls()
+        a, b = socket.socketpair()
+        outcomes, late = [], []
+        try:
+            sel.register(a, EVENT_READ, "a")
+
+            def wait():
+                start = time.monotonic()
+                try:
+                    outcomes.append(sel.select(8))
+                except Exception as exc:
+                    outcomes.append(exc)
+                # A liveness bound (the close ends the wait at once), not a
+                # speed claim: a missed wake-up waits out the 8 s.
+                late.append(time.monotonic() - start > 6)
+            pool = [threading.Thread(target=wait) for _ in range(waiters)]
+            for t in pool:
+                t.start()
+            time.sleep(random.random() * 0.01)
+            sel.close()
+            for t in pool:
+                t.join(10)
+            assert not any(t.is_alive() for t in pool), "a waiter hangs"
+            # Nothing is ready: every wait ends by the close, at once.
+            assert len(outcomes) == waiters and not any(late)
+            for out in outcomes:
+                assert isinstance(out, ValueError), out
+                assert "closed selector" in str(out)
+        finally:
+            a.close()
+            b.close()

@@ -105,8 +105,12 @@ class EpollCore(PyCore):
     def _kernel_close(self) -> None:
         if self._nwaiting:
             self._kernel.kick()     # the waiters raise the closed error
-        self._kernel.close()
         self._orphans = Orphans()
+
+    def _released(self) -> None:
+        super()._released()
+        if self._nwaiting == 0:
+            self._kernel.close()    # (idempotent)
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:

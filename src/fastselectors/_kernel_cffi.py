@@ -231,12 +231,6 @@ class PollKernel:
                 raise _errno_error(err)
             self._compact()     # then poll the compacted master
 
-    def close(self) -> None:
-        self._table = (ffi.new("struct pollfd[]", 8), 0)
-        self._holes = 0
-        self._index = {}
-        self._free = []
-
 
 class PollCore(_PollCore):
     _Kernel = PollKernel

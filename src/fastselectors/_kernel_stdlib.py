@@ -122,9 +122,6 @@ if hasattr(select, "poll"):       # not on Windows
                  ) -> Iterable[tuple[int, int]]:
             return self._poll.poll(None if ms < 0 else ms)
 
-        def close(self) -> None:
-            self._poll = select.poll()
-
 
 # The cores of the pure tier: the Python cores over this layer.
 if hasattr(select, "epoll"):

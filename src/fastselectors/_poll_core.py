@@ -70,13 +70,20 @@ class PollCore(PyCore):
             self._kernel.set(fd, self._to_kernel(key.events))
 
     def _kernel_close(self) -> None:
-        self._kernel.close()
+        pass    # the kernel layer holds no resource; waiters still poll it
 
     def _kernel_wait(self, limit: int | None, ms: int, ns: int
                      ) -> Iterable[tuple[int, int]] | None:
         if ms and self._waker is None and not self._no_waker:
-            self._waker = Waker()
-            self._kernel.set(self._waker.fd, self._to_kernel(EVENT_READ))
+            # In the poll set before it is installed: a thread that finds
+            # it installed polls it.
+            waker = Waker()
+            self._kernel.set(waker.fd, self._to_kernel(EVENT_READ))
+            if self._new_waker(waker) is not waker:
+                self._kernel.remove(waker.fd)
+                waker.close()
+            if self._closed:    # before the waker was there to wake us
+                return ()
         try:
             return self._kernel.wait(None, ms, ns)
         except OSError as exc:
@@ -102,7 +109,6 @@ class PollCore(PyCore):
         super()._after_fork()
         if self._closed:
             return
-        self._kernel.close()
         self._kernel = kernel = self._Kernel()
         to_kernel = self._to_kernel
         for fd, key in self._keys.items():

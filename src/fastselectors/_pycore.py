@@ -169,19 +169,21 @@ class PyCore:
 
     def close(self) -> None:
         # Closed first: dropping the keys may run finalizers that use this
-        # core again, and they must see it closed.  A thread waiting in it
-        # is woken, and raises the closed error (_waker).  Each step is
-        # tried whatever the one before raised.
+        # core again, and they must see it closed.  Threads waiting in it
+        # are woken (_waker; epoll: kicked) and raise the closed error; what
+        # they wait on is released by the last one out (_released): closed
+        # now, its fd number could be reused under their wait.  Each step
+        # is tried whatever the one before raised.
         if self._closed:
             return
         self._closed = True
         try:
             if self._waker is not None:
                 self._waker.wake()
-                self._release_waker()
+            self._kernel_close()
         finally:
             try:
-                self._kernel_close()
+                self._released()
             finally:
                 self._disarmed.clear()
                 self._keys.clear()
@@ -287,8 +289,8 @@ class PyCore:
                     break
         finally:
             self._nwaiting -= 1
-            if self._waker is not None and self._closed:
-                self._release_waker()
+            if self._closed:
+                self._released()
         if self._closed:    # by a signal handler or another thread
             raise closed_error()
         ready = self._collect(pairs or (), limit)
@@ -315,9 +317,19 @@ class PyCore:
             stats["empty_waits"] += 1
         return ready
 
-    def _release_waker(self) -> None:
-        """Close the waker once no thread waits with it any more (closing
-        it earlier could let its fd numbers be reused under a wait)."""
+    def _new_waker(self, waker: Waker | None) -> Waker | None:
+        """Install *waker* unless a thread waiting at the same time did
+        first (check and store with no call between: atomic); returns the
+        one installed (the caller disposes of *waker* if it lost).  Threads
+        waiting at once must wait with the same waker: close() wakes the one
+        installed."""
+        if self._waker is None:
+            self._waker = waker
+        return self._waker
+
+    def _released(self) -> None:
+        """A closed core, once no thread waits in it any more: close what
+        waits used (the waker; epoll: the kernel fd)."""
         waker = self._waker
         if waker is not None and self._nwaiting == 0:
             self._waker = None

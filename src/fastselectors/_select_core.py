@@ -105,12 +105,17 @@ class SelectCore(PyCore):
         timeout = self._timeout
         readers = self._readers
         if ms and not _WINDOWS and not self._no_waker:
-            if self._waker is None:
-                self._waker = _select_waker()
-                self._no_waker = self._waker is None
-            if self._waker is not None:
-                r, w, x = self._select_sets(readers | {self._waker.fd},
-                                            timeout)
+            waker = self._waker
+            if waker is None:
+                mine = _select_waker()
+                waker = self._new_waker(mine)
+                if mine is not None and mine is not waker:
+                    mine.close()
+                self._no_waker = waker is None
+                if self._closed:    # before the waker was there to wake us
+                    return [], [], []
+            if waker is not None:
+                r, w, x = self._select_sets(readers | {waker.fd}, timeout)
                 if r:
                     # The stdlib's order: select() lists the ready fds in
                     # the order of the set it was given, the waker's not.

@@ -127,5 +127,3 @@ class PollKernel(Protocol):
     def wait(self, size: Optional[int], ms: int, ns: int
              ) -> Optional[Iterable[Tuple[int, int]]]:
         """As EpollKernel.wait."""
-
-    def close(self) -> None: ...
