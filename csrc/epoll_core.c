@@ -1,10 +1,15 @@
 /* EpollCore: the native epoll core (Linux).
  *
- * It owns the epoll fd, an fd-indexed table of (key, interest) and an event
- * buffer reused across waits.  Rules, after CPython's selectmodule.c and
- * libuv's uv__io_poll:
+ * It owns the epoll fd, an fd-indexed table of (key, interest), the dict
+ * fd -> key that is the selector's map (one truth: select() cannot report
+ * a key the map lacks, and no signal handler can run between the two, as
+ * every method is C) and an event buffer reused across waits.  Rules, after
+ * CPython's selectmodule.c and libuv's uv__io_poll:
  *  - close() sets epfd to -1 before closing, so it is idempotent, and every
- *    method starts with the closed-guard;
+ *    method starts with the closed-guard.  Threads waiting in it are kicked
+ *    off the instance (an always-readable pipe added to it: they raise the
+ *    closed error), and the last one out closes the fd ("zombie"): closed
+ *    under them, its number could be reused before their epoll_wait();
  *  - the GIL is released around epoll_wait() only.  epoll_ctl() keeps it:
  *    it never blocks, and holding the GIL means no other thread can see a
  *    kernel registration whose key is not in the table yet (an edge-
@@ -52,13 +57,33 @@
  *    (checked by an EPOLL_CTL_MOD on the old instance, which fails for an
  *    fd that is closed or now names another file), moved onto the old fd
  *    number with dup3() so fileno() does not change.  The orphan dies with
- *    the old instance: one extra wake-up at most, never a spin.  The
- *    rebuild waits until no other thread is inside epoll_wait() on this
- *    instance (it would keep waiting on the old one);
+ *    the old instance: one extra wake-up at most, never a spin.  Threads
+ *    waiting on the old instance are kicked off it (they wait again on the
+ *    new one): a rebuild cannot wait for them to leave, as a level-
+ *    triggered orphan would never let them (the stdlib's spin, again);
  *  - ONESHOT registrations that fired and were not re-armed are not added
  *    to the new instance ("parked"): adding them would re-arm them behind
  *    the back of the thread that owns the event.  modify()/rearm() adds a
- *    parked fd back.
+ *    parked fd back.  (One that another thread re-armed during the wait
+ *    that reported it is not taken as disarmed: note_batch.)
+ *
+ * Nested selectors, or: why a rebuild has to tell the others.  A selector
+ * may watch another selector's epoll fd (outer.register(inner.fileno())).
+ * Its registration is of inner's *file*, and a rebuild replaces that file
+ * at the same number: the old one, closed, leaves outer's set, and outer
+ * would never report inner again.  fileno() keeping its number is worth
+ * keeping (users store it), so instead the rebuild calls the module's hook
+ * (_selectors.replaced): every selector of ours that has the number
+ * registered adds it again (_reattach: a new generation, and one more
+ * possible orphan, as the old file may live on in a forked child).  After
+ * fork, where every selector gets a new instance, the child does it in two
+ * passes: every selector a new empty instance first, then every selector
+ * its registrations, added by fd number -- so an outer re-adds its inner's
+ * *new* instance whichever was made first.  The trade-off: only our
+ * selectors are told; a stdlib selector (or another process) watching a
+ * rebuilt instance loses it.  The other design -- a new fd number per
+ * rebuild, nothing else to tell -- breaks every user that stored fileno().
+ *
  * Trio's epoll backend (trio/_core/_io_epoll.py) has the classic write-up
  * of the same kernel behaviour; libuv's uv__io_poll deletes unknown fds for
  * the same reason.  The poll and select cores have no kernel-side state, so

@@ -19,8 +19,8 @@ run).  On the native tier only the Python layer runs bytecode (the cores'
 methods are C, atomic for a signal handler).
 
 ``FASTSELECTORS_INJECT_STRIDE`` (default 1) tries every N-th point only,
-for a quicker run; tools/fuzz-long runs the sweep with stride 1 and, with
-``FASTSELECTORS_FUZZ_STEPS``, the random sequences below much longer.
+for a quicker run; tools/fuzz-long runs ``FASTSELECTORS_FUZZ_EXAMPLES``
+random sequences (default here: 60).
 """
 
 import dis
@@ -37,7 +37,7 @@ from world import World
 
 PACKAGE = os.path.dirname(fastselectors.__file__) + os.sep
 STRIDE = int(os.environ.get("FASTSELECTORS_INJECT_STRIDE", "1"))
-RANDOM_STEPS = int(os.environ.get("FASTSELECTORS_FUZZ_STEPS", "0")) or 60
+RANDOM_STEPS = int(os.environ.get("FASTSELECTORS_FUZZ_EXAMPLES", "0")) or 60
 
 pytestmark = pytest.mark.skipif(
     sys.gettrace() is not None,

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from fastselectors import EVENT_READ, EVENT_WRITE
 from world import World
 
-EXAMPLES = int(os.environ.get("FASTSELECTORS_FUZZ_STEPS", "0")) or 100
+EXAMPLES = int(os.environ.get("FASTSELECTORS_FUZZ_EXAMPLES", "0")) or 100
 REFCOUNTED = sys.implementation.name == "cpython"
 
 PLACES = ["fileno", "data-eq", "del-modify", "del-unregister", "del-close",
