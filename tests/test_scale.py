@@ -391,7 +391,6 @@ def test_sparse_high_fds(selector_cls, high_fds):
         assert steps["register hw2 again"][0] == "ok"
 
 
-@pytest.mark.skipif(tracemalloc is None, reason="no tracemalloc on PyPy")
 def _traced_memory():
     """Bytes traced, but those allocated by the fakes of a simulated
     platform (tests/simulate: e.g. select.poll's result tuples, which
@@ -401,6 +400,7 @@ def _traced_memory():
     return sum(stat.size for stat in snapshot.statistics("filename"))
 
 
+@pytest.mark.skipif(tracemalloc is None, reason="no tracemalloc on PyPy")
 def test_sparse_high_fds_memory(selector_cls, high_fds):
     """Registering the highest fd costs O(highest fd) memory with a small
     constant -- the native epoll core's fd-indexed table grows by doubling
