@@ -14,9 +14,10 @@ produce no new event, and the connection would hang.  Likewise write until
 the buffer is empty or EAGAIN: the next EVENT_WRITE comes only once the
 socket buffer drains.
 
-Flags: ``EDGE``, which only EpollSelector supports (any tier; Linux).
-PollSelector and SelectSelector refuse it with ValueError, so this server
-checks ``EpollSelector.supports(EDGE)`` first and exits with a message.
+Flags: ``EDGE``, which EpollSelector (Linux) and KqueueSelector (macOS,
+BSD: EV_CLEAR) support, on any tier.  PollSelector and SelectSelector
+refuse it with ValueError, so this server checks
+``DefaultSelector.supports(EDGE)`` first and exits with a message.
 (No backpressure here: to stop reading a busy client under EDGE you must
 remember yourself that it may hold unread data, since no edge will say so.)
 
@@ -99,10 +100,10 @@ def main(argv=None):
                         help="stop after this long (default %(default)s)")
     args = parser.parse_args(argv)
 
-    selector_cls = getattr(selectors, "EpollSelector", None)
-    if selector_cls is None or not selector_cls.supports(selectors.EDGE):
-        sys.exit("edge.py: EDGE needs EpollSelector (epoll, Linux), which "
-                 "is not available here")
+    selector_cls = selectors.DefaultSelector
+    if not selector_cls.supports(selectors.EDGE):
+        sys.exit("edge.py: EDGE needs epoll (Linux) or kqueue (macOS, "
+                 "BSD); {} does not support it".format(selector_cls.__name__))
 
     sel = selector_cls()
     stop = StopOnSignals(sel)       # level-triggered: mixing is fine

@@ -6,6 +6,10 @@ forced in CI with ``FASTSELECTORS_BACKEND=native|cffi|pure``).  The pair
 holds the stdlib class of the same name: the oracle the differential tests
 compare against.
 
+``FASTSELECTORS_SIMULATE_PLATFORM=select-only|kqueue|devpoll``, with
+``tests/simulate`` on ``PYTHONPATH``, runs the suite on a simulated platform
+(``tests/simulate/platforms.py``).
+
 ``make_env`` hands out :class:`Env` objects: named socketpairs, pipes and
 other file objects that are all closed when the test ends (a leaked socket
 is a ResourceWarning, an error under this suite's warning filter).  An
@@ -15,22 +19,47 @@ results of two runs on different fds can be compared
 """
 
 import os
+import select
 import selectors
 import socket
+import sys
+from selectors import EVENT_READ, EVENT_WRITE
 from typing import NamedTuple
 
 import pytest
 
-import fastselectors
+SIMULATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "simulate")
+SIMULATED = os.environ.get("FASTSELECTORS_SIMULATE_PLATFORM", "").strip()
+if SIMULATE_DIR not in sys.path:
+    sys.path.insert(0, SIMULATE_DIR)    # the fakes, for tests that use them
+import platforms                        # noqa: E402  (tests/simulate)
+
+if SIMULATED and platforms.active != SIMULATED:
+    # Too late to do it here: pytest has imported selectors already.
+    raise pytest.UsageError(
+        "FASTSELECTORS_SIMULATE_PLATFORM={} needs {} on PYTHONPATH (its "
+        "sitecustomize changes the select module at startup)".format(
+            SIMULATED, SIMULATE_DIR))
+if SIMULATED:
+    # Absolute, for the interpreters the tests start in other directories.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [SIMULATE_DIR] + [p for p in os.environ.get(
+            "PYTHONPATH", "").split(os.pathsep) if p])
+
+import fastselectors                    # noqa: E402  (after the simulation)
 
 #: Selector classes the differential tests know how to compare.
 SELECTOR_NAMES = tuple(name for name in
-                       ("EpollSelector", "PollSelector", "SelectSelector")
+                       ("EpollSelector", "KqueueSelector", "DevpollSelector",
+                        "PollSelector", "SelectSelector")
                        if hasattr(fastselectors, name))
 
 
 def pytest_report_header(config):
-    return ["fastselectors tier: {}".format(fastselectors.BACKEND),
+    return ["fastselectors tier: {}{}".format(
+                fastselectors.BACKEND,
+                ", simulated platform: " + SIMULATED if SIMULATED else ""),
             "fastselectors selector classes: {}".format(
                 ", ".join(SELECTOR_NAMES))]
 
@@ -47,11 +76,64 @@ class SelectorPair(NamedTuple):
     stdlib: type    # selectors.<name>, the oracle
 
 
+def merged_per_fd(ready):
+    """The stdlib's KqueueSelector reports an fd ready for read and write
+    as two pairs, one per kqueue filter; ours, as every other selector, as
+    one pair (docs/api.md).  Merge them, in the order of the first."""
+    merged, where = [], {}
+    for key, events in ready:
+        if key.fd in where:
+            pos = where[key.fd]
+            merged[pos] = (key, merged[pos][1] | events)
+        else:
+            where[key.fd] = len(merged)
+            merged.append((key, events))
+    return merged
+
+
+if hasattr(selectors, "KqueueSelector"):
+    class KqueueOracle(selectors.KqueueSelector):
+        """The stdlib's KqueueSelector with its results merged per fd:
+        the oracle for ours (the one difference: test_kqueue.py)."""
+
+        def select(self, timeout=None):
+            if hasattr(self, "_max_events"):
+                return merged_per_fd(super().select(timeout))
+            # Before 3.11.7/3.12.1 (gh-110038) its batch held one kevent
+            # per fd: an fd ready both ways came back in two calls.  The
+            # oracle is the fixed one: its select(), with room for all.
+            timeout = None if timeout is None else max(timeout, 0)
+            max_ev = max(2 * len(self._fd_to_key), 1)
+            try:
+                kevents = self._selector.control(None, max_ev, timeout)
+            except InterruptedError:
+                return []
+            ready = []
+            for kev in kevents:
+                key = self._fd_to_key.get(kev.ident)
+                if key:
+                    events = ((kev.filter == select.KQ_FILTER_READ
+                               and EVENT_READ)
+                              | (kev.filter == select.KQ_FILTER_WRITE
+                                 and EVENT_WRITE))
+                    ready.append((key, events & key.events))
+            return merged_per_fd(ready)
+
+    KqueueOracle.__name__ = KqueueOracle.__qualname__ = "KqueueSelector"
+
+
+def stdlib_oracle(name):
+    """The stdlib class *name*, as the differential tests compare it."""
+    if name == "KqueueSelector" and hasattr(selectors, name):
+        return KqueueOracle
+    return getattr(selectors, name, None)
+
+
 @pytest.fixture(params=SELECTOR_NAMES)
 def selector_pair(request):
     """(name, fastselectors class, stdlib class), once per class."""
     name = request.param
-    oracle = getattr(selectors, name, None)
+    oracle = stdlib_oracle(name)
     if oracle is None:
         pytest.skip("the stdlib selectors module has no {} on this "
                     "platform: nothing to compare against".format(name))

@@ -10,6 +10,7 @@ from selectors import EVENT_READ, EVENT_WRITE
 import pytest
 
 import fastselectors
+from conftest import SIMULATED
 from fastselectors import _backend
 
 
@@ -62,8 +63,33 @@ def test_default_selector_is_one_of_ours():
         if name.endswith("Selector") and name != "BaseSelector"]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"),
-                    reason="epoll is Linux-only")
+def test_default_selector_is_ours_for_the_stdlibs_choice():
+    """The stdlib's preference (kqueue, epoll, devpoll, poll, select, the
+    first that works), with our class: on macOS our KqueueSelector."""
+    assert fastselectors.DefaultSelector.__name__ == \
+        selectors.DefaultSelector.__name__
+    assert fastselectors.DefaultSelector.__module__ == "fastselectors"
+
+
+def test_every_selector_class_has_the_extended_api():
+    """The same API on every platform: no class is the stdlib's own."""
+    names = [name for name in fastselectors.__all__
+             if name.endswith("Selector") and name != "BaseSelector"]
+    assert "DefaultSelector" in names
+    for name in names:
+        cls = getattr(fastselectors, name)
+        assert cls.__module__ == "fastselectors", name
+        for attr in ("dispatch", "supports", "rearm", "maxevents", "stats"):
+            assert hasattr(cls, attr), (name, attr)
+        assert cls.supports(fastselectors.EVENT_READ), name
+    for flag in ("EDGE", "ONESHOT", "EXCLUSIVE", "EVENT_PRIORITY",
+                 "EVENT_RDHUP", "READINESS", "MODIFIERS"):
+        assert flag in fastselectors.__all__, flag
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or bool(SIMULATED),
+                    reason="epoll is Linux-only (and the simulated platform "
+                           "has none)")
 def test_default_selector_is_epoll_on_linux():
     assert fastselectors.DefaultSelector is fastselectors.EpollSelector
 

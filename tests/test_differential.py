@@ -137,6 +137,8 @@ DOCUMENTED_DIVERGENCES = {
         "test_modify_with_invalid_events_raises_and_keeps_registration",
     ("modify-invalid-events", "PollSelector"):
         "test_modify_with_invalid_events_raises_and_keeps_registration",
+    ("modify-invalid-events", "DevpollSelector"):
+        "test_modify_with_invalid_events_raises_and_keeps_registration",
     ("modify-invalid-events", "SelectSelector"):
         "test_modify_with_invalid_events_raises_and_keeps_registration",
     # (2) a closed selector raises ValueError on select() and register():
@@ -151,6 +153,8 @@ DOCUMENTED_DIVERGENCES = {
         "test_modify_with_wrong_type_events_raises_like_register",
     ("modify-events-NoneType", "PollSelector"):
         "test_modify_with_wrong_type_events_raises_like_register",
+    ("modify-events-NoneType", "DevpollSelector"):
+        "test_modify_with_wrong_type_events_raises_like_register",
     ("modify-events-NoneType", "SelectSelector"):
         "test_modify_with_wrong_type_events_raises_like_register",
     ("modify-events-str", "SelectSelector"):
@@ -163,6 +167,20 @@ DOCUMENTED_DIVERGENCES = {
     # through fileno(), fails with ValueError and drops the registration.
     ("modify-after-fd-closed", "SelectSelector"):
         "test_select_selector_modify_after_fd_closed_keeps_registration",
+    # (1d) KqueueSelector, as SelectSelector: the stdlib's modify() is
+    # unregister() + register(), which drops the registration first.  A
+    # since-closed socket: ours raises the kernel's OSError(EBADF) (and
+    # drops it), the stdlib's ValueError, from fileno() == -1.
+    ("modify-invalid-events", "KqueueSelector"):
+        "test_modify_with_invalid_events_raises_and_keeps_registration",
+    ("modify-events-NoneType", "KqueueSelector"):
+        "test_modify_with_wrong_type_events_raises_like_register",
+    ("modify-events-str", "KqueueSelector"):
+        "test_modify_with_wrong_type_events_raises_like_register",
+    ("modify-events-float", "KqueueSelector"):
+        "test_modify_with_wrong_type_events_raises_like_register",
+    ("modify-after-fd-closed", "KqueueSelector"):
+        "test_kqueue.py::test_modify_after_fd_closed_raises_the_kernels_error",
     ("select-after-close", "PollSelector"):
         "test_select_on_closed_selector_raises_valueerror",
     ("select-after-close", "SelectSelector"):
@@ -819,9 +837,10 @@ def test_poll_and_select_report_in_the_stdlibs_order(selector_pair, env,
     unregistering (holes, then a compaction), re-registering and modifying
     too, and in blocking waits (where a waker pipe is in the wait).  Both
     run on the same sockets: select's order depends on the fd numbers."""
-    if selector_pair.name == "EpollSelector":
-        pytest.skip("epoll reports in the kernel's order: nothing a "
-                    "selector decides")
+    if selector_pair.name in ("EpollSelector", "KqueueSelector",
+                              "DevpollSelector"):
+        pytest.skip("{} reports in the kernel's order: nothing a "
+                    "selector decides".format(selector_pair.name))
     socks = [env.socketpair("s{}".format(i), "p{}".format(i))[0]
              for i in range(10)]
 
@@ -994,6 +1013,15 @@ def test_timeout_with_nothing_ready(same, timeout):
 #: table instead of against PyPy's stdlib.
 CPYTHON_TIMEOUT_ERRORS = {"nan": ValueError, "inf": OverflowError,
                           "1e300": OverflowError, "2**100": OverflowError}
+# KqueueSelector's: select.kqueue.control() turns every conversion error
+# into TypeError("timeout argument must be a number or None, ...").
+CPYTHON_KQUEUE_TIMEOUT_ERROR = TypeError
+
+
+def cpython_timeout_error(name, timeout_id):
+    if name == "KqueueSelector":
+        return CPYTHON_KQUEUE_TIMEOUT_ERROR
+    return CPYTHON_TIMEOUT_ERRORS[timeout_id]
 ON_CPYTHON = sys.implementation.name == "cpython"
 
 
@@ -1006,7 +1034,8 @@ def test_timeout_with_something_ready(same, selector_pair, env, timeout_id):
             a, peer = env.socketpair("a", "peer")
             peer.send(b"x")
             sel.register(a, EVENT_READ)
-            with pytest.raises(CPYTHON_TIMEOUT_ERRORS[timeout_id]):
+            with pytest.raises(cpython_timeout_error(selector_pair.name,
+                                                     timeout_id)):
                 sel.select(timeout)
         finally:
             sel.close()
@@ -1019,8 +1048,8 @@ def test_timeout_with_something_ready(same, selector_pair, env, timeout_id):
         rec.select("select", sel, timeout)
     steps = same(scenario)
     if timeout_id in CPYTHON_TIMEOUT_ERRORS:
-        assert steps["select"][:2] == ("raise",
-                                       CPYTHON_TIMEOUT_ERRORS[timeout_id])
+        assert steps["select"][:2] == ("raise", cpython_timeout_error(
+            selector_pair.name, timeout_id))
 
 
 # ---------------------------------------------------------------------------
@@ -1206,7 +1235,8 @@ def test_register_huge_fd_on_closed_selector_like_the_stdlib(selector_pair,
     error, a documented divergence: their stdlib twins have no closed
     state.)"""
     classes = [selector_pair.ours]
-    if selector_pair.name == "EpollSelector":
+    compared = selector_pair.name in ("EpollSelector", "KqueueSelector")
+    if compared:        # (KqueueSelector: select.kevent() refuses 2**70)
         classes.append(selector_pair.stdlib)
     errors = []
     for cls in classes:
@@ -1215,7 +1245,7 @@ def test_register_huge_fd_on_closed_selector_like_the_stdlib(selector_pair,
         with pytest.raises(Exception) as info:
             sel.register(fd, EVENT_READ)
         errors.append(type(info.value))
-    if selector_pair.name == "EpollSelector":
+    if compared:
         assert errors[0] is errors[1]
     else:
         assert errors == [ValueError]

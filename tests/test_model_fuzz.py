@@ -58,6 +58,7 @@ the end of the module's tests (and appended to the file named by
 """
 
 import collections
+import errno
 import math
 import os
 import selectors
@@ -87,6 +88,10 @@ from test_differential import DOCUMENTED_DIVERGENCES  # noqa: E402
 BOTH = EVENT_READ | EVENT_WRITE
 TIER = fastselectors.BACKEND
 CLOSED_MESSAGE = "I/O operation on closed selector"
+#: Stdlib classes whose kernel object raises once closed (the others keep
+#: polling); and those whose modify() is unregister() + register().
+CLOSED_RAISES = ("EpollSelector", "KqueueSelector", "DevpollSelector")
+REREGISTERS = ("SelectSelector", "KqueueSelector")
 
 # ---------------------------------------------------------------------------
 # profiles
@@ -672,7 +677,7 @@ class ModelMachine(RuleBasedStateMachine):
         ours, oracle = self._sides()
         what = "register({}, {!r})".format(ours.norm(o_t), events)
         d = data if self.mode == "select" else recorder
-        if (self.selector_closed and self.name != "EpollSelector"
+        if (self.selector_closed and self.name not in CLOSED_RAISES
                 and stdlib_events_ok(events) and fileobj_to_fd_ok(s_t)):
             # stdlib poll/select register into a selector nobody can use.
             self._documented("register-after-close", what)
@@ -693,7 +698,7 @@ class ModelMachine(RuleBasedStateMachine):
         key = self._current_key(self.oracle, s_t)
         if key is None or not (events != key.events):
             return None     # not registered / events unchanged: no check
-        select = self.name == "SelectSelector"
+        select = self.name in REREGISTERS
         if events is None:
             return "modify-events-NoneType"
         if isinstance(events, str):
@@ -719,6 +724,23 @@ class ModelMachine(RuleBasedStateMachine):
         case = self._modify_case(s_t, events)
         if case is not None:
             self._documented(case, what)
+            if case == "modify-after-fd-closed" \
+                    and self.name == "KqueueSelector":
+                # Ours has the kernel's answer: EBADF (and the registration
+                # dropped) if the number is free, success if a new file
+                # took it (then watched, as poll and select watch numbers;
+                # unregistered here).  The stdlib's: the ValueError of
+                # fileno() == -1, the registration dropped.
+                try:
+                    ours.sel.modify(o_t, events, o_d)
+                except OSError as exc:
+                    assert exc.errno == errno.EBADF, (what, exc)
+                else:
+                    ours.sel.unregister(o_t)
+                assert self._current_key(ours, o_t) is None, what
+                with pytest.raises(ValueError):
+                    oracle.sel.modify(s_t, events, s_d)
+                return
             if case == "modify-after-fd-closed":
                 # Ours keeps the registration (as poll does); the stdlib
                 # drops it.  Check, then modify back: same state again,
@@ -780,7 +802,7 @@ class ModelMachine(RuleBasedStateMachine):
             return
         self._step("select", timeout)
         what = "select({!r})".format(timeout)
-        if self.selector_closed and self.name != "EpollSelector":
+        if self.selector_closed and self.name not in CLOSED_RAISES:
             # stdlib poll/select keep polling (or block forever).
             self._documented("select-after-close", what)
             self._assert_closed_error(what, self.ours.sel.select, timeout)
@@ -801,7 +823,7 @@ class ModelMachine(RuleBasedStateMachine):
         (key, events): exactly the stdlib's select(0) result."""
         self._step("dispatch")
         ours, oracle = self._sides()
-        if self.selector_closed and self.name != "EpollSelector":
+        if self.selector_closed and self.name not in CLOSED_RAISES:
             self._documented("select-after-close", "dispatch(0)")
             self._assert_closed_error("dispatch(0)", ours.sel.dispatch, 0)
             return

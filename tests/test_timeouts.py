@@ -17,6 +17,7 @@ import time
 import pytest
 
 import fastselectors
+import platforms        # tests/simulate (conftest puts it on sys.path)
 from fastselectors import EVENT_READ
 
 
@@ -32,6 +33,13 @@ def _precise(name):
     """Why this selector cannot wait less than a millisecond here, or None."""
     if name == "SelectSelector":
         return None                     # timeval: microseconds everywhere
+    if name == "KqueueSelector":        # every tier: select.kqueue
+        if platforms.active == "kqueue":
+            return ("the simulated kqueue (tests/simulate/fake_kqueue.py) "
+                    "waits in poll(2)'s milliseconds")
+        return None                     # kevent() takes a timespec
+    if name == "DevpollSelector":
+        return "/dev/poll (DP_POLL) takes milliseconds"
     if fastselectors.BACKEND == "pure":
         return ("the pure tier waits through the stdlib's select.epoll and "
                 "select.poll, which take milliseconds")

@@ -1,7 +1,9 @@
 # The public names, for type checkers: the selector classes are made at
-# import by the tier chosen (_backend); they are the stdlib's plus
-# CoreSelector's additions.  As in the stdlib, a class is missing where the
-# platform has no such kernel API.  tests/test_typing.py checks this file.
+# import by the tier chosen (_backend); every one is a CoreSelector (the
+# stdlib's API plus dispatch(), supports(), rearm(), maxevents, stats()).
+# As in the stdlib, a class is missing where the platform has no such
+# kernel API.  tests/test_typing.py checks this file (on Linux, and on the
+# platforms the tests simulate).
 
 import sys
 from selectors import EVENT_READ as EVENT_READ, EVENT_WRITE as EVENT_WRITE
@@ -32,13 +34,20 @@ if sys.platform == "linux":
     DefaultSelector = EpollSelector
 elif sys.platform == "win32":
     DefaultSelector = SelectSelector
+elif (sys.platform == "darwin" or sys.platform.startswith("freebsd")
+      or sys.platform.startswith("openbsd")
+      or sys.platform.startswith("netbsd")
+      or sys.platform.startswith("dragonfly")):
+    # Our kqueue core, on every tier (_kqueue_core).
+    class KqueueSelector(KernelFdSelector):
+        """kqueue()-based selector."""
+
+    DefaultSelector = KqueueSelector
+elif sys.platform.startswith("sunos"):
+    # Solaris, illumos: /dev/poll, the stdlib's choice there.
+    class DevpollSelector(KernelFdSelector):
+        """/dev/poll-based selector."""
+
+    DefaultSelector = DevpollSelector
 else:
-    # kqueue (or /dev/poll) where the stdlib picks it: its own class.
-    from selectors import DefaultSelector as DefaultSelector
-
-if sys.platform != "win32" and sys.platform != "linux":
-    from selectors import KqueueSelector as KqueueSelector
-
-if (sys.platform != "linux" and sys.platform != "darwin"
-        and sys.platform != "win32"):
-    from selectors import DevpollSelector as DevpollSelector
+    DefaultSelector = PollSelector

@@ -60,6 +60,8 @@ def median_rounds(runners: Mapping[_K, Callable[[], object]], rounds: int,
 def fd_budget() -> int:
     """Usable fds: raise the soft limit to the hard one where allowed.
     (``resource`` is POSIX only: imported here, not at the top.)"""
+    if sys.platform == "win32":     # select() takes 512 sockets there
+        return 512
     try:
         import resource
     except ImportError:     # Windows: select() takes 512 sockets there

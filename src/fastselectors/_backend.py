@@ -10,7 +10,7 @@ wherever nothing was compiled.
 from __future__ import annotations
 
 import os
-import selectors as _stdlib
+import select
 import sys
 import warnings
 
@@ -29,10 +29,16 @@ if TYPE_CHECKING:
     # _core_classes() finds the cores with getattr(): have the type checker
     # hold every tier's cores to the interface here instead.
     _CORES: tuple[type[Core], ...] = (
-        _native.PollCore, _kernel_cffi.PollCore, _kernel_stdlib.PollCore,
-        SelectCore)
-    _EPOLL_CORES: tuple[type[KernelFdCore], ...] = (
-        _native.EpollCore, _kernel_cffi.EpollCore, _kernel_stdlib.EpollCore)
+        _native.PollCore, _kernel_cffi.PollCore, SelectCore)
+    if sys.platform == "linux":
+        _CORES += (_kernel_stdlib.PollCore,)
+        _EPOLL_CORES: tuple[type[KernelFdCore], ...] = (
+            _native.EpollCore, _kernel_cffi.EpollCore,
+            _kernel_stdlib.EpollCore)
+    elif sys.platform != "win32":
+        _CORES += (_kernel_stdlib.PollCore,)
+        _KQUEUE_CORES: tuple[type[KernelFdCore], ...] = (
+            _kernel_stdlib.KqueueCore,)
 
 TIERS = ("native", "cffi", "pure")
 _epoll_core.on_replaced = replaced     # the Python tiers' hook
@@ -40,8 +46,10 @@ ENV_VAR = "FASTSELECTORS_BACKEND"
 
 
 def _core_classes(tier: str) -> dict[str, type[Core]]:
-    """Return {"epoll": cls, "poll": cls, "select": cls} for *tier*; a
-    missing key means this platform has no such kernel API."""
+    """Return {"epoll": cls, "poll": cls, ...} for *tier*: a class only
+    where the stdlib's ``select`` module has the kernel API (so the same
+    names as the stdlib's selectors, and the simulated platforms of the
+    tests hold on every tier) and the kernel takes it."""
     mod: ModuleType
     if tier == "native":
         if sys.implementation.name != "cpython":
@@ -62,9 +70,17 @@ def _core_classes(tier: str) -> dict[str, type[Core]]:
     else:
         raise ImportError("{}={!r}: unknown tier, expected one of {}"
                           .format(ENV_VAR, tier, ", ".join(TIERS)))
+    # kqueue and /dev/poll: the stdlib's objects are the only kernel layer
+    # we have for them, so every tier has the Python core over them.
+    stdlib_mod: ModuleType | None = None
+    if hasattr(select, "kqueue") or hasattr(select, "devpoll"):
+        from . import _kernel_stdlib as stdlib_mod
     cores: dict[str, type[Core]] = {"select": SelectCore}
-    for name, attr in (("epoll", "EpollCore"), ("poll", "PollCore")):
-        core = getattr(mod, attr, None)
+    for name, where, attr in (("kqueue", stdlib_mod, "KqueueCore"),
+                              ("epoll", mod, "EpollCore"),
+                              ("devpoll", stdlib_mod, "DevpollCore"),
+                              ("poll", mod, "PollCore")):
+        core = getattr(where, attr, None) if hasattr(select, name) else None
         if core is not None and _works(core):
             cores[name] = core
     return cores
@@ -87,20 +103,17 @@ def selector_classes(tier: str) -> dict[str, type[BaseSelector]]:
 
     Raises ImportError if the tier cannot be loaded here.
     """
+    cores = _core_classes(tier)
     classes: dict[str, type[BaseSelector]] = {
         name.capitalize() + "Selector": make_selector(
             name.capitalize() + "Selector", core)
-        for name, core in _core_classes(tier).items()}
-    # Platform selectors we have no core for are the stdlib's own classes,
-    # and the default where the stdlib's is: never worse than its choice.
-    default = classes.get("EpollSelector") or classes.get("PollSelector") \
-        or classes["SelectSelector"]
-    for name in ("KqueueSelector", "DevpollSelector"):
-        if hasattr(_stdlib, name):
-            classes[name] = getattr(_stdlib, name)
-            if _stdlib.DefaultSelector is classes[name]:
-                default = classes[name]
-    classes["DefaultSelector"] = default
+        for name, core in cores.items()}
+    # The default: the first that works in the stdlib's order of
+    # preference (kqueue, epoll, devpoll, poll, select): never worse than
+    # its choice, and always one of ours.
+    default = next(name for name in ("kqueue", "epoll", "devpoll", "poll",
+                                     "select") if name in cores)
+    classes["DefaultSelector"] = classes[default.capitalize() + "Selector"]
     return classes
 
 

@@ -11,6 +11,7 @@ is released during a wait, and two waiting threads need two buffers.
 from __future__ import annotations
 
 import os
+import sys
 from errno import EINTR, EINVAL
 
 from ._cffi_epoll import ffi, lib
@@ -35,7 +36,9 @@ def _errno_error(err: int | None = None) -> OSError:
     return OSError(err, os.strerror(err))
 
 
-if hasattr(lib, "fs_epoll_ready"):     # Linux only: see build_ffi.py
+# Linux only: see build_ffi.py (sys.platform first: type checkers then
+# skip it elsewhere).
+if sys.platform == "linux" and hasattr(lib, "fs_epoll_ready"):
 
     _ctl = lib.fs_epoll_ctl
     _ready = lib.fs_epoll_ready

@@ -169,9 +169,11 @@ class CoreSelector(BaseSelector):
         check_supported(type(self), events, self._core_cls.SUPPORTED)
         fd = self._fileobj_lookup(fileobj)
         if self._core.closed:
-            if fd > INT_MAX and self._core_cls.FD_RANGE_BEFORE_CLOSED:
-                # CPython's select.epoll converts the fd to a C int before
-                # it looks at its closed state.
+            if self._core_cls.FD_RANGE_BEFORE_CLOSED and fd > getattr(
+                    self._core_cls, "FD_MAX", INT_MAX):
+                # CPython's select.epoll converts the fd to a C int (and
+                # select.kevent to a uintptr_t: FD_MAX) before it looks at
+                # its closed state.
                 raise OverflowError("Python int too large to convert to C int")
             raise closed_error()
         if fd in self._fd_to_key:

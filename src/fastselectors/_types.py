@@ -127,3 +127,38 @@ class PollKernel(Protocol):
     def wait(self, size: Optional[int], ms: int, ns: int
              ) -> Optional[Iterable[Tuple[int, int]]]:
         """As EpollKernel.wait."""
+
+
+class KqueueKernel(Protocol):
+    """A kqueue (``_kernel_stdlib``: ``select.kqueue``, on every tier).
+    A change is ``(fd, filter, flags)`` in the kernel's values, which the
+    class holds; ``fd`` is the kqueue's own (-1 once closed)."""
+
+    READ: ClassVar[int]         # EVFILT_READ
+    WRITE: ClassVar[int]        # EVFILT_WRITE
+    ADD: ClassVar[int]          # EV_ADD, and so on
+    DELETE: ClassVar[int]
+    DISABLE: ClassVar[int]
+    CLEAR: ClassVar[int]
+    DISPATCH: ClassVar[int]
+    fd: int
+
+    def change(self, changes: List[Tuple[int, int, int]]) -> None:
+        """Apply them in one call; OSError for the first one refused."""
+
+    def discard(self, changes: List[Tuple[int, int, int]]) -> None:
+        """Apply them, each one refused ignored (never raises)."""
+
+    def wait(self, size: int, timeout: Optional[float]
+             ) -> Iterable[Tuple[int, int]]:
+        """At most *size* (fd, EVENT_READ or EVENT_WRITE), one per knote
+        reported; () if the kqueue was closed meanwhile."""
+
+    def kick(self) -> None:
+        """Make every thread waiting on this kqueue return."""
+
+    def renew(self, changes: List[Tuple[int, int, int]]) -> None:
+        """In a forked child (which has no kqueue): a new kqueue with these
+        changes applied, refusals ignored."""
+
+    def close(self) -> None: ...

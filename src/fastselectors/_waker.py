@@ -13,6 +13,7 @@ select() takes sockets only.  epoll needs none: ``always_readable_fd``.
 from __future__ import annotations
 
 import os
+import sys
 
 
 class Waker:
@@ -20,7 +21,8 @@ class Waker:
 
     def __init__(self) -> None:
         self.fd, self._write_fd = os.pipe()     # non-inheritable (PEP 446)
-        os.set_blocking(self._write_fd, False)
+        if sys.platform != "win32":     # (never made there: see above)
+            os.set_blocking(self._write_fd, False)
 
     def wake(self) -> None:
         """Make ``fd`` readable (for good: nobody reads it)."""
