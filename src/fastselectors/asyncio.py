@@ -43,13 +43,24 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["new_event_loop", "EventLoopPolicy", "install", "run"]
+__all__ = ["new_event_loop", "EventLoop", "EventLoopPolicy", "install",
+           "run"]
+
+
+class EventLoop(_asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+    """An :class:`asyncio.SelectorEventLoop` over
+    ``fastselectors.DefaultSelector()`` (or the selector given)."""
+
+    def __init__(self, selector: Any = None) -> None:
+        if selector is None:
+            selector = _DefaultSelector()
+        super().__init__(selector)
 
 
 def new_event_loop() -> _asyncio.SelectorEventLoop:
-    """A new :class:`asyncio.SelectorEventLoop` over
+    """A new :class:`EventLoop` (an :class:`asyncio.SelectorEventLoop`) over
     ``fastselectors.DefaultSelector()``."""
-    return _asyncio.SelectorEventLoop(_DefaultSelector())
+    return EventLoop()
 
 
 if TYPE_CHECKING:
