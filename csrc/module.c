@@ -14,7 +14,8 @@ native_exec(PyObject *module)
         }
     }
     if (fs_epoll_core_init(module, state) < 0
-            || fs_poll_core_init(module, state) < 0) {
+            || fs_poll_core_init(module, state) < 0
+            || fs_aio_init(module, state) < 0) {
         return -1;
     }
     return 0;
@@ -27,6 +28,10 @@ native_traverse(PyObject *module, visitproc visit, void *arg)
     int i;
     Py_VISIT(state->epoll_core_type);
     Py_VISIT(state->poll_core_type);
+    Py_VISIT(state->aio_engine_type);
+    Py_VISIT(state->aio_config_type);
+    Py_VISIT(state->aio_wq_type);
+    Py_VISIT(state->aio_config);
     for (i = 0; i < FS_READY_MAX; i++) {
         Py_VISIT(state->ready[i]);
     }
@@ -40,6 +45,10 @@ native_clear(PyObject *module)
     int i;
     Py_CLEAR(state->epoll_core_type);
     Py_CLEAR(state->poll_core_type);
+    Py_CLEAR(state->aio_engine_type);
+    Py_CLEAR(state->aio_config_type);
+    Py_CLEAR(state->aio_wq_type);
+    Py_CLEAR(state->aio_config);
     for (i = 0; i < FS_READY_MAX; i++) {
         Py_CLEAR(state->ready[i]);
     }
@@ -73,6 +82,7 @@ static struct PyModuleDef native_module = {
     .m_name = "fastselectors._native",
     .m_doc = "The native tier of fastselectors: epoll and poll cores in C.",
     .m_size = sizeof(fs_module_state),
+    .m_methods = fs_aio_methods,
     .m_slots = native_slots,
     .m_traverse = native_traverse,
     .m_clear = native_clear,

@@ -34,7 +34,17 @@ import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
 
+from . import BACKEND as _BACKEND
 from . import DefaultSelector as _DefaultSelector
+
+if _BACKEND == "native":
+    # The native engine (fastselectors._aio, issue #13): _run_once,
+    # call_soon and the socket transport's hot paths in C.
+    from ._aio import NativeEventLoop as _Native
+    _EventLoopBases: tuple[type, ...] = (_Native,
+                                         _asyncio.SelectorEventLoop)
+else:
+    _EventLoopBases = (_asyncio.SelectorEventLoop,)
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -47,14 +57,23 @@ __all__ = ["new_event_loop", "EventLoop", "EventLoopPolicy", "install",
            "run"]
 
 
-class EventLoop(_asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class EventLoop(*_EventLoopBases):  # type: ignore[misc]
     """An :class:`asyncio.SelectorEventLoop` over
-    ``fastselectors.DefaultSelector()`` (or the selector given)."""
+    ``fastselectors.DefaultSelector()`` (or the selector given).
+
+    On the native tier its hot paths run in C (``fastselectors._aio``):
+    one turn of the loop, ``call_soon``, and the socket transport's reads
+    and writes, with the writes of one loop turn coalesced into one
+    ``sendmsg()`` per transport.  Debug mode, and the cffi and pure tiers
+    (PyPy), run the stdlib's Python code."""
 
     def __init__(self, selector: Any = None) -> None:
         if selector is None:
             selector = _DefaultSelector()
         super().__init__(selector)
+        start = getattr(self, "_fs_start", None)
+        if start is not None:
+            start()
 
 
 def new_event_loop() -> _asyncio.SelectorEventLoop:

@@ -1,0 +1,209 @@
+"""The native asyncio engine's Python half (issue #13; native tier only).
+
+``NativeEventLoop`` is ``asyncio.SelectorEventLoop`` with three hot paths
+done in C by ``fastselectors._native`` (csrc/aio_loop.c,
+csrc/aio_transport.c):
+
+- ``_run_once()``: one turn of the loop -- timers, the wait and
+  ``_process_events()`` in one C call on a native epoll selector, and the
+  drain of the ready queue -- step for step as ``BaseEventLoop._run_once``;
+  debug mode runs the stock method;
+- ``call_soon()``: the Handle is made in C (stock method in debug mode);
+- the socket transport: reads (``data_received``/``BufferedProtocol``) in C
+  for every ``_SelectorSocketTransport``; and ``FastSocketTransport.write``
+  in C, which defers small writes made during the ready-queue drain and
+  sends each transport's writes of the turn with one ``sendmsg()`` when the
+  drain ends (write coalescing; see csrc/aio_transport.c for what is kept).
+
+The C code reproduces the stock functions handed to it here, and checks at
+every step that it is looking at them: a subclass or a test that replaces
+one gets the stock behaviour, through the stock code.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import socket
+from asyncio import base_events, events, format_helpers, selector_events
+
+from . import _native
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_BaseEventLoop = base_events.BaseEventLoop
+_SelectorEventLoop = selector_events.BaseSelectorEventLoop
+_SocketTransport = selector_events._SelectorSocketTransport
+_Handle = events.Handle
+
+# Handle._run's except clause names the callback with
+# format_helpers._format_callback_source, which takes debug= from 3.13 on.
+_fcs = format_helpers._format_callback_source
+_FCS_DEBUG = "debug" in _fcs.__code__.co_varnames[
+    :_fcs.__code__.co_argcount + _fcs.__code__.co_kwonlyargcount]
+
+
+def _report(handle: Any, exc: BaseException) -> None:
+    """The except clause of ``Handle._run`` for a callback that raised
+    *exc* (the engine calls it with *exc* as the exception being
+    handled)."""
+    if _FCS_DEBUG:
+        cb = _fcs(handle._callback, handle._args,
+                  debug=handle._loop.get_debug())
+    else:
+        cb = _fcs(handle._callback, handle._args)
+    msg = f"Exception in callback {cb}"
+    context = {
+        "message": msg,
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
+
+
+def _run_debug(loop: Any, handle: Any) -> None:
+    """The debug-mode branch of the stock drain, for one handle (debug mode
+    turned on by a callback of this turn)."""
+    try:
+        loop._current_handle = handle
+        t0 = loop.time()
+        handle._run()
+        dt = loop.time() - t0
+        if dt >= loop.slow_callback_duration:
+            base_events.logger.warning("Executing %s took %.3f seconds",
+                                       base_events._format_handle(handle), dt)
+    finally:
+        loop._current_handle = None
+
+
+def _core_for(selector: Any) -> Any:
+    """The native epoll core whose ``_asyncio_select`` can stand for
+    ``selector.select()`` + ``_process_events()``, or None."""
+    from . import _selectors
+    core = getattr(selector, "_core", None)
+    if (isinstance(selector, _selectors.CoreSelector)
+            and type(core) is getattr(_native, "EpollCore", None)
+            and type(selector).select is _selectors.CoreSelector.select
+            and selector.__dict__.get("select") == core.select):
+        return core
+    return None
+
+
+_HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop",
+                 "_source_traceback", "_repr", "__weakref__", "_context"}
+
+_native._aio_setup(
+    Handle=_Handle,
+    TimerHandle=events.TimerHandle,
+    handle_run=_Handle._run,
+    handle_slots_known=set(_Handle.__slots__) == _HANDLE_SLOTS,
+    heappop=heapq.heappop,
+    heapify=heapq.heapify,
+    report=_report,
+    run_debug=_run_debug,
+    core_for=_core_for,
+    run_once=_BaseEventLoop._run_once,
+    call_soon=_BaseEventLoop.call_soon,
+    time=_BaseEventLoop.time,
+    process_events=_SelectorEventLoop._process_events,
+    read_ready=_SocketTransport._read_ready,
+    read_ready__data_received=_SocketTransport._read_ready__data_received,
+    read_ready__get_buffer=_SocketTransport._read_ready__get_buffer,
+    write=_SocketTransport.write,
+    socket=socket.socket,
+    deque=collections.deque,
+    max_select_timeout=float(base_events.MAXIMUM_SELECT_TIMEOUT),
+    min_scheduled=base_events._MIN_SCHEDULED_TIMER_HANDLES,
+    min_cancelled_fraction=float(
+        base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION),
+)
+
+
+class FastSocketTransport(_SocketTransport):
+    """The stock socket transport with ``write()`` in C (write coalescing
+    during the loop's drain).  Everything that looks at or changes the
+    write side sends the deferred writes first, so it sees what the stock
+    transport would."""
+
+    __slots__ = ()
+    _fs_wq = None       # the write queue, made at the first deferred write
+
+    write = _native._aio_method(_native._aio_write)
+
+    def _fs_flush(self) -> None:
+        if self._fs_wq is not None:
+            _native._aio_flush(self)
+
+    def close(self) -> None:
+        self._fs_flush()
+        super().close()
+
+    def _force_close(self, exc: Any) -> None:
+        self._fs_flush()
+        super()._force_close(exc)
+
+    def write_eof(self) -> None:
+        self._fs_flush()
+        super().write_eof()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._fs_flush()
+        super().writelines(list_of_data)
+
+    def get_write_buffer_size(self) -> int:
+        self._fs_flush()
+        return super().get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: Any = None,
+                                low: Any = None) -> None:
+        self._fs_flush()
+        super().set_write_buffer_limits(high, low)
+
+    def _make_empty_waiter(self) -> Any:
+        self._fs_flush()
+        return super()._make_empty_waiter()
+
+
+class NativeEventLoop(selector_events.BaseSelectorEventLoop):
+    """Mixed into fastselectors.asyncio.EventLoop on the native tier (before
+    asyncio.SelectorEventLoop in its bases)."""
+
+    _fs = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that changes how call_soon schedules keeps the stock
+        # call_soon.
+        if "call_soon" not in cls.__dict__ and (
+                cls._call_soon is not _BaseEventLoop._call_soon
+                or cls._check_closed is not _BaseEventLoop._check_closed):
+            cls.call_soon = _BaseEventLoop.call_soon  # type: ignore
+
+    def _fs_start(self) -> None:
+        """Attach the engine, unless a subclass changed what it stands for
+        (then every turn is the stock one)."""
+        cls = type(self)
+        if (cls._run_once is NativeEventLoop._run_once
+                and cls._process_events is _SelectorEventLoop._process_events
+                and cls._add_callback is _BaseEventLoop._add_callback):
+            self._fs = _native.AioEngine()
+
+    def _run_once(self) -> None:
+        fs = self._fs
+        if fs is None or self._debug:
+            return _BaseEventLoop._run_once(self)
+        fs.run_once(self)
+
+    call_soon = _native._aio_method(_native._aio_call_soon)
+
+    def _make_socket_transport(self, sock: Any, protocol: Any,
+                               *args: Any, **kwargs: Any) -> Any:
+        transport = super()._make_socket_transport(sock, protocol, *args,
+                                                   **kwargs)
+        if type(transport) is _SocketTransport:
+            transport.__class__ = FastSocketTransport
+        return transport
