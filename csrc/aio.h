@@ -21,6 +21,12 @@
 #define FS_READONLY 1
 #define FS_SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
+/* The transport attributes the hot paths read (see tview below). */
+enum {
+    FS_F_CONN_LOST, FS_F_BUFFER, FS_F_EOF, FS_F_EMPTY_WAITER, FS_F_SOCK,
+    FS_F_READ_READY_CB, FS_F_PROTOCOL, FS_F_FS_WQ, FS_NFIELDS
+};
+
 typedef struct {
     PyObject_HEAD
     int configured;             /* _aio_setup() ran */
@@ -46,7 +52,13 @@ typedef struct {
     PyObject *stock_process_events;  /* BaseSelectorEventLoop's */
     /* _SelectorSocketTransport's functions reproduced in C */
     PyObject *read_ready, *rr_data, *rr_buffer, *stock_write;
-    PyTypeObject *socket_type;  /* socket.socket */
+    PyTypeObject *socket_type;  /* _socket.socket */
+    Py_ssize_t sock_fd_offset;  /* of its sock_fd (checked), or 0 */
+    PyTypeObject *socket_transport_type;    /* _SelectorSocketTransport */
+    PyTypeObject *fast_transport_type;      /* _aio.FastSocketTransport */
+    Py_ssize_t off_tr_loop, off_tr_high_water;  /* _FlowControlMixin slots */
+    Py_ssize_t fast_off[FS_NFIELDS];    /* FastSocketTransport's slots */
+    int fast_slots;             /* all of them found */
     PyTypeObject *deque_type;   /* collections.deque */
     double max_select_timeout;  /* base_events.MAXIMUM_SELECT_TIMEOUT */
     Py_ssize_t min_sched;       /* _MIN_SCHEDULED_TIMER_HANDLES */
@@ -64,8 +76,9 @@ typedef struct {
     PyObject *ready_popleft;
     PyObject *selector;         /* loop._selector seen last turn */
     PyObject *core;             /* its native core, or None */
-    PyObject *flush;            /* transports with deferred writes */
+    PyObject *flush;            /* write queues with deferred writes */
     unsigned long drain_thread; /* thread draining the ready queue, or 0 */
+    PyObject *drain_loop;       /* the loop being drained (borrowed) */
     char *scratch;              /* recv() buffer of the read fast path */
     Py_ssize_t scratch_size;
 } AioEngine;
@@ -73,9 +86,14 @@ typedef struct {
 /* Deferred writes of one transport (transport._fs_wq). */
 typedef struct {
     PyObject_HEAD
-    PyObject *chunks;           /* list of bytes, in write() order */
+    PyObject *first;            /* the first bytes deferred, or NULL */
+    PyObject *more;             /* a list of the ones after it, or NULL
+                                   (kept, emptied, across turns) */
+    Py_ssize_t count;           /* chunks: first + len(more) */
     Py_ssize_t size;            /* their total length */
-    int queued;                 /* in its engine's flush list */
+    PyObject *transport;        /* strong while queued, else NULL */
+    int fd;                     /* the socket's fd when the first chunk was
+                                   deferred (close() flushes first) */
 } AioWriteQueue;
 
 /* Interned attribute names (once per process). */
@@ -93,10 +111,103 @@ typedef struct {
 
 extern AioNames fs_aio_names;
 
+/* What the fast paths did, for tests and benchmarks (_aio_stats()): plain
+ * counters, not exact under free-threading. */
+typedef struct {
+    unsigned long long turns, handles, reads, buffered_reads, sends,
+        deferred, flushes, handle_calls;
+} AioStats;
+extern AioStats fs_aio_stats;
+
+/* An object's attributes, read without walking its MRO.
+ *
+ * PyObject_GetAttr on a transport walks its five-class MRO for every name
+ * (about 200 instructions each, counted with callgrind).  The names the hot
+ * paths read are plain instance attributes that the stock __init__ sets:
+ * FastSocketTransport declares them as __slots__, so for it they are read
+ * in place (offsets from its member descriptors at setup); for other
+ * objects (the loop, stock transports) they are read from the instance
+ * __dict__, falling back to getattr when a name is not there.  Only exact
+ * stock types take these paths, and none has a data descriptor that would
+ * shadow those __dict__ entries (checked for the loop at setup). */
+
+typedef struct {
+    PyObject *t;
+    PyObject *dict;             /* t.__dict__, or NULL */
+    const Py_ssize_t *off;      /* slot offsets of the FS_F_* fields, or
+                                   NULL: read them from dict */
+} tview;
+
+static inline int
+tview_open(tview *v, PyObject *t, const Py_ssize_t *off)
+{
+    v->t = t;
+    v->off = off;
+    v->dict = NULL;
+    if (off != NULL) {
+        return 0;
+    }
+    v->dict = PyObject_GenericGetDict(t, NULL);
+    if (v->dict == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    return 0;
+}
+
+static inline void
+tview_close(tview *v)
+{
+    Py_CLEAR(v->dict);
+}
+
+/* t.name as a new reference (never through a slot). */
+static inline PyObject *
+tget(tview *v, PyObject *name)
+{
+    if (v->dict != NULL) {
+        PyObject *value = PyDict_GetItemWithError(v->dict, name);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(v->t, name);
+}
+
+static inline int
+truth(PyObject *value)
+{
+    return value == Py_False || value == Py_None ? 0
+        : value == Py_True ? 1 : PyObject_IsTrue(value);
+}
+
+/* bool(t.name): 1, 0, or -1. */
+static inline int
+ttrue(tview *v, PyObject *name)
+{
+    PyObject *value = tget(v, name);
+    int rc;
+    if (value == NULL) {
+        return -1;
+    }
+    rc = truth(value);
+    Py_DECREF(value);
+    return rc;
+}
+
 /* aio_loop.c */
 AioConfig *fs_aio_config(fs_module_state *state);   /* NULL: not set up */
 int fs_aio_call_in_except(PyObject *callable, PyObject *const *args,
                           size_t nargs, PyObject *exc);
+PyObject *fs_aio_fetch_exception(void);
+void fs_aio_restore_exception(PyObject *exc);       /* steals */
+AioEngine *fs_aio_draining_engine(PyObject *loop);  /* borrowed or NULL */
 
 /* aio_transport.c */
 PyObject *fs_aio_read_ready(AioEngine *engine, AioConfig *cfg,
@@ -106,5 +217,7 @@ PyObject *fs_aio_flush_transport(PyObject *module, PyObject *transport);
 PyObject *fs_aio_write(PyObject *module, PyObject *const *args,
                        Py_ssize_t nargs);
 int fs_aio_transport_init(PyObject *module, fs_module_state *state);
+int fs_aio_fast_slots(AioConfig *cfg,
+                      Py_ssize_t (*slot_offset)(PyTypeObject *, PyObject *));
 
 #endif

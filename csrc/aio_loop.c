@@ -34,6 +34,36 @@
 #include <time.h>
 
 AioNames fs_aio_names;
+AioStats fs_aio_stats;
+
+/* The engine draining a ready queue in this thread, if any: a write() of
+ * a transport of that loop may be deferred to the end of the drain. */
+static __thread AioEngine *fs_tls_draining;
+
+AioEngine *
+fs_aio_draining_engine(PyObject *loop)
+{
+    AioEngine *e = fs_tls_draining;
+    return (e != NULL && loop != NULL && e->drain_loop == loop) ? e : NULL;
+}
+
+/* _aio_stats(reset=False) -> dict of the counters. */
+static PyObject *
+aio_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *d = Py_BuildValue(
+        "{sKsKsKsKsKsKsKsK}", "turns", fs_aio_stats.turns,
+        "handles", fs_aio_stats.handles,
+        "handle_calls", fs_aio_stats.handle_calls,
+        "reads", fs_aio_stats.reads,
+        "buffered_reads", fs_aio_stats.buffered_reads,
+        "sends", fs_aio_stats.sends, "deferred", fs_aio_stats.deferred,
+        "flushes", fs_aio_stats.flushes);
+    if (d != NULL && nargs > 0 && PyObject_IsTrue(args[0])) {
+        memset(&fs_aio_stats, 0, sizeof(fs_aio_stats));
+    }
+    return d;
+}
 
 /* -- configuration -------------------------------------------------------- */
 
@@ -58,6 +88,8 @@ AioConfig_traverse(AioConfig *self, visitproc visit, void *arg)
     Py_VISIT(self->rr_buffer);
     Py_VISIT(self->stock_write);
     Py_VISIT(self->socket_type);
+    Py_VISIT(self->socket_transport_type);
+    Py_VISIT(self->fast_transport_type);
     Py_VISIT(self->deque_type);
     return 0;
 }
@@ -83,6 +115,8 @@ AioConfig_clear(AioConfig *self)
     Py_CLEAR(self->rr_buffer);
     Py_CLEAR(self->stock_write);
     Py_CLEAR(self->socket_type);
+    Py_CLEAR(self->socket_transport_type);
+    Py_CLEAR(self->fast_transport_type);
     Py_CLEAR(self->deque_type);
     return 0;
 }
@@ -119,11 +153,12 @@ fs_aio_config(fs_module_state *state)
     return (cfg != NULL && cfg->configured) ? cfg : NULL;
 }
 
-/* The offset of a T_OBJECT_EX __slots__ member of *type*, or -1. */
+/* The offset of a T_OBJECT_EX __slots__ member of *type* (or of one of
+ * its bases), or -1. */
 static Py_ssize_t
-slot_offset(PyTypeObject *type, const char *name)
+slot_offset_o(PyTypeObject *type, PyObject *key)
 {
-    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
+    PyObject *descr = _PyType_Lookup(type, key);      /* borrowed */
     PyMemberDef *def;
 
     if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
@@ -134,6 +169,20 @@ slot_offset(PyTypeObject *type, const char *name)
         return -1;
     }
     return def->offset;
+}
+
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *key = PyUnicode_InternFromString(name);
+    Py_ssize_t off;
+    if (key == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    off = slot_offset_o(type, key);
+    Py_DECREF(key);
+    return off;
 }
 
 static int
@@ -195,6 +244,12 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
             || take(kwargs, "write", &cfg->stock_write, NULL) < 0
             || take(kwargs, "socket", (PyObject **)&cfg->socket_type,
                     &PyType_Type) < 0
+            || take(kwargs, "SocketTransport",
+                    (PyObject **)&cfg->socket_transport_type,
+                    &PyType_Type) < 0
+            || take(kwargs, "FastSocketTransport",
+                    (PyObject **)&cfg->fast_transport_type,
+                    &PyType_Type) < 0
             || take(kwargs, "deque", (PyObject **)&cfg->deque_type,
                     &PyType_Type) < 0) {
         return NULL;
@@ -230,6 +285,26 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
     cfg->can_make_handles = cfg->fast_handles && offs[3] >= 0
         && offs[4] >= 0 && offs[5] >= 0 && value != NULL
         && PyObject_IsTrue(value) == 1;
+    fs_aio_fast_slots(cfg, slot_offset_o);
+    /* The transport's _FlowControlMixin slots. */
+    cfg->off_tr_loop = slot_offset(cfg->socket_transport_type, "_loop");
+    cfg->off_tr_high_water = slot_offset(cfg->socket_transport_type,
+                                         "_high_water");
+    /* sock_fd is the first field of CPython's socket object: checked on a
+     * live socket (probe) and its fileno; else fileno() is called. */
+    cfg->sock_fd_offset = 0;
+    value = PyDict_GetItemString(kwargs, "probe_socket");
+    if (value != NULL && PyObject_TypeCheck(value, cfg->socket_type)) {
+        PyObject *num = PyObject_CallMethodNoArgs(value, fs_aio_names.fileno);
+        long fd = num == NULL ? -1 : PyLong_AsLong(num);
+        Py_XDECREF(num);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        if (fd >= 0 && *(int *)((char *)value + sizeof(PyObject)) == fd) {
+            cfg->sock_fd_offset = (Py_ssize_t)sizeof(PyObject);
+        }
+    }
     cfg->configured = 1;
     Py_RETURN_NONE;
 }
@@ -246,8 +321,8 @@ aio_method(PyObject *module, PyObject *func)
 
 /* The current exception as one object with its traceback (3.12's
  * PyErr_GetRaisedException on every version); NULL if none. */
-static PyObject *
-fetch_exception(void)
+PyObject *
+fs_aio_fetch_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -264,6 +339,19 @@ fetch_exception(void)
     Py_XDECREF(type);
     Py_XDECREF(tb);
     return value;
+#endif
+}
+
+/* Raise exc (a reference is stolen), with its traceback. */
+void
+fs_aio_restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *tb = PyException_GetTraceback(exc);
+    Py_INCREF(Py_TYPE(exc));
+    PyErr_Restore((PyObject *)Py_TYPE(exc), exc, tb);
 #endif
 }
 
@@ -375,24 +463,39 @@ monotonic(void)
     return (double)ns / 1e9;
 }
 
+/* Is loop.name the stock function *stock*: not in the instance dict, and
+ * the class's own (no subclass override)?  1, 0, or -1. */
+static int
+stock_method(tview *lv, PyObject *name, PyObject *stock)
+{
+    if (lv->dict != NULL) {
+        PyObject *value = PyDict_GetItemWithError(lv->dict, name);
+        if (value != NULL) {
+            return 0;
+        }
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return _PyType_Lookup(Py_TYPE(lv->t), name) == stock;
+}
+
 /* loop.time(): the stock one (BaseEventLoop.time, time.monotonic()) in C,
  * anything else called.  0 on success, -1 with an exception. */
 static int
-loop_time(AioConfig *cfg, PyObject *loop, double *now)
+loop_time(AioConfig *cfg, tview *lv, double *now)
 {
-    PyObject *meth = PyObject_GetAttr(loop, fs_aio_names.time), *value;
+    PyObject *value;
+    int rc = stock_method(lv, fs_aio_names.time, cfg->base_time);
 
-    if (meth == NULL) {
+    if (rc < 0) {
         return -1;
     }
-    if (PyMethod_Check(meth) && PyMethod_GET_FUNCTION(meth) == cfg->base_time
-            && PyMethod_GET_SELF(meth) == loop) {
-        Py_DECREF(meth);
+    if (rc) {
         *now = monotonic();
         return 0;
     }
-    value = PyObject_CallNoArgs(meth);
-    Py_DECREF(meth);
+    value = PyObject_CallMethodNoArgs(lv->t, fs_aio_names.time);
     if (value == NULL) {
         return -1;
     }
@@ -537,6 +640,7 @@ run_handle(AioEngine *self, AioConfig *cfg, PyObject *h)
     if (!cfg->fast_handles
             || (tp != cfg->handle_type && tp != cfg->timer_handle_type)) {
         /* Not a stock Handle (a subclass may override _run): its own. */
+        fs_aio_stats.handle_calls++;
         result = PyObject_CallMethodNoArgs(h, fs_aio_names._run);
         if (result == NULL) {
             return -1;
@@ -557,6 +661,7 @@ run_handle(AioEngine *self, AioConfig *cfg, PyObject *h)
         Py_DECREF(result);
         return 0;
     }
+    fs_aio_stats.handles++;
     /* The callback may cancel its own handle, which clears these slots. */
     Py_INCREF(cb);
     Py_INCREF(args);
@@ -589,7 +694,7 @@ run_handle(AioEngine *self, AioConfig *cfg, PyObject *h)
     if (exit_exception_pending()) {
         return -1;
     }
-    exc = fetch_exception();
+    exc = fs_aio_fetch_exception();
     if (exc == NULL) {
         return 0;
     }
@@ -604,12 +709,13 @@ run_handle(AioEngine *self, AioConfig *cfg, PyObject *h)
 /* The wait and _process_events: one C call on a native epoll core, else
  * the selector's select() and the loop's _process_events(). */
 static int
-engine_select(AioEngine *self, AioConfig *cfg, PyObject *loop,
-              PyObject *ready, PyObject *timeout)
+engine_select(AioEngine *self, AioConfig *cfg, tview *lv, PyObject *ready,
+              PyObject *timeout)
 {
-    PyObject *selector, *core, *result;
+    PyObject *loop = lv->t, *selector, *core, *result;
+    int stock;
 
-    selector = PyObject_GetAttr(loop, fs_aio_names._selector);
+    selector = tget(lv, fs_aio_names._selector);
     if (selector == NULL) {
         return -1;
     }
@@ -618,32 +724,28 @@ engine_select(AioEngine *self, AioConfig *cfg, PyObject *loop,
         Py_DECREF(selector);
         return -1;
     }
-    if (core != Py_None) {
-        /* Only while loop._process_events is the stock one (tests mock
-         * it on the instance). */
-        PyObject *pe = PyObject_GetAttr(loop, fs_aio_names._process_events);
-        int stock;
-        if (pe == NULL) {
-            Py_DECREF(selector);
+    /* Only while loop._process_events is the stock one (tests mock it on
+     * the instance). */
+    stock = core == Py_None ? 0
+        : stock_method(lv, fs_aio_names._process_events,
+                       cfg->stock_process_events);
+    if (stock < 0) {
+        Py_DECREF(selector);
+        return -1;
+    }
+    if (stock) {
+        PyObject *argv[4] = {core, timeout, loop, ready};
+        Py_INCREF(core);
+        result = PyObject_VectorcallMethod(
+            fs_aio_names._asyncio_select, argv,
+            4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(core);
+        Py_DECREF(selector);
+        if (result == NULL) {
             return -1;
         }
-        stock = PyMethod_Check(pe) && PyMethod_GET_SELF(pe) == loop
-            && PyMethod_GET_FUNCTION(pe) == cfg->stock_process_events;
-        Py_DECREF(pe);
-        if (stock) {
-            PyObject *argv[4] = {core, timeout, loop, ready};
-            Py_INCREF(core);
-            result = PyObject_VectorcallMethod(
-                fs_aio_names._asyncio_select, argv,
-                4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-            Py_DECREF(core);
-            Py_DECREF(selector);
-            if (result == NULL) {
-                return -1;
-            }
-            Py_DECREF(result);
-            return 0;
-        }
+        Py_DECREF(result);
+        return 0;
     }
     {
         PyObject *argv[2] = {selector, timeout};
@@ -668,13 +770,17 @@ engine_select(AioEngine *self, AioConfig *cfg, PyObject *loop,
 /* The cancelled-timer clean-up at the start of _run_once.  *sched is the
  * loop's _scheduled list (owned); it may be replaced by a new one. */
 static int
-clean_timers(AioConfig *cfg, PyObject *loop, PyObject **sched)
+clean_timers(AioConfig *cfg, tview *lv, PyObject **sched)
 {
+    PyObject *loop = lv->t;
     Py_ssize_t count = PyList_GET_SIZE(*sched), i;
-    PyObject *tcc_obj = PyObject_GetAttr(loop,
-                                         fs_aio_names._timer_cancelled_count);
+    PyObject *tcc_obj;
     double tcc;
 
+    if (count == 0) {
+        return 0;               /* nothing to clean, nothing to read */
+    }
+    tcc_obj = tget(lv, fs_aio_names._timer_cancelled_count);
     if (tcc_obj == NULL) {
         return -1;
     }
@@ -786,8 +892,7 @@ handle_when(PyObject *h, double *when)
 
 /* The select timeout, as _run_once computes it (new reference). */
 static PyObject *
-compute_timeout(AioConfig *cfg, PyObject *loop, PyObject *ready,
-                PyObject *sched)
+compute_timeout(AioConfig *cfg, tview *lv, PyObject *ready, PyObject *sched)
 {
     Py_ssize_t nready = PyObject_Size(ready);
     int stopping;
@@ -796,7 +901,7 @@ compute_timeout(AioConfig *cfg, PyObject *loop, PyObject *ready,
     if (nready < 0) {
         return NULL;
     }
-    stopping = nready > 0 ? 1 : attr_true(loop, fs_aio_names._stopping);
+    stopping = nready > 0 ? 1 : ttrue(lv, fs_aio_names._stopping);
     if (stopping < 0) {
         return NULL;
     }
@@ -812,7 +917,7 @@ compute_timeout(AioConfig *cfg, PyObject *loop, PyObject *ready,
         Py_INCREF(h);
         rc = handle_when(h, &when);
         Py_DECREF(h);
-        if (rc < 0 || loop_time(cfg, loop, &now) < 0) {
+        if (rc < 0 || loop_time(cfg, lv, &now) < 0) {
             return NULL;
         }
     }
@@ -828,16 +933,16 @@ compute_timeout(AioConfig *cfg, PyObject *loop, PyObject *ready,
 
 /* Move the timers that are due to the ready queue. */
 static int
-due_timers(AioEngine *self, AioConfig *cfg, PyObject *loop)
+due_timers(AioEngine *self, AioConfig *cfg, tview *lv)
 {
     PyObject *sched, *res;
     double now, end_time;
     int rc = -1;
 
-    if (loop_time(cfg, loop, &now) < 0) {
+    if (loop_time(cfg, lv, &now) < 0) {
         return -1;
     }
-    res = PyObject_GetAttr(loop, fs_aio_names._clock_resolution);
+    res = tget(lv, fs_aio_names._clock_resolution);
     if (res == NULL) {
         return -1;
     }
@@ -846,7 +951,7 @@ due_timers(AioEngine *self, AioConfig *cfg, PyObject *loop)
     if (PyErr_Occurred()) {
         return -1;
     }
-    sched = PyObject_GetAttr(loop, fs_aio_names._scheduled);
+    sched = tget(lv, fs_aio_names._scheduled);
     if (sched == NULL) {
         return -1;
     }
@@ -890,7 +995,7 @@ done:
 
 /* The ready-queue drain: the ntodo handles ready when it starts. */
 static int
-drain(AioEngine *self, AioConfig *cfg, PyObject *loop)
+drain(AioEngine *self, AioConfig *cfg, tview *lv)
 {
     Py_ssize_t ntodo = PyObject_Size(self->ready), i;
     int debug_seen = 0;
@@ -915,7 +1020,7 @@ drain(AioEngine *self, AioConfig *cfg, PyObject *loop)
         /* Stock _run_once checks loop._debug for every handle: a callback
          * may turn debug mode on; the rest of the turn is then timed. */
         if (!debug_seen) {
-            c = attr_true(loop, fs_aio_names._debug);
+            c = ttrue(lv, fs_aio_names._debug);
             if (c < 0) {
                 Py_DECREF(h);
                 return -1;
@@ -923,7 +1028,7 @@ drain(AioEngine *self, AioConfig *cfg, PyObject *loop)
             debug_seen = c;
         }
         if (debug_seen) {
-            PyObject *argv[2] = {loop, h};
+            PyObject *argv[2] = {lv->t, h};
             PyObject *r = PyObject_Vectorcall(cfg->run_debug, argv, 2, NULL);
             Py_DECREF(h);
             if (r == NULL) {
@@ -950,6 +1055,7 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
     AioConfig *cfg = (AioConfig *)self->config;
     PyObject *ready = NULL, *sched = NULL;
     PyObject *timeout = NULL;
+    tview lv;
     int rc = -1;
 
     if (self->flush == NULL) {
@@ -957,11 +1063,15 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
         return NULL;
     }
     Py_INCREF(loop);
-    ready = PyObject_GetAttr(loop, fs_aio_names._ready);
+    if (tview_open(&lv, loop, NULL) < 0) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    ready = tget(&lv, fs_aio_names._ready);
     if (ready == NULL) {
         goto done;
     }
-    sched = PyObject_GetAttr(loop, fs_aio_names._scheduled);
+    sched = tget(&lv, fs_aio_names._scheduled);
     if (sched == NULL) {
         goto done;
     }
@@ -973,20 +1083,28 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
         goto done;
     }
     if (engine_bind_ready(self, ready) < 0
-            || clean_timers(cfg, loop, &sched) < 0) {
+            || clean_timers(cfg, &lv, &sched) < 0) {
         goto done;
     }
-    timeout = compute_timeout(cfg, loop, ready, sched);
-    if (timeout == NULL || engine_select(self, cfg, loop, ready, timeout) < 0
-            || due_timers(self, cfg, loop) < 0) {
+    timeout = compute_timeout(cfg, &lv, ready, sched);
+    if (timeout == NULL || engine_select(self, cfg, &lv, ready, timeout) < 0
+            || due_timers(self, cfg, &lv) < 0) {
         goto done;
     }
-    self->drain_thread = PyThread_get_thread_ident();
-    rc = drain(self, cfg, loop);
-    self->drain_thread = 0;
+    fs_aio_stats.turns++;
+    {
+        AioEngine *outer = fs_tls_draining;     /* NULL but for odd nests */
+        self->drain_thread = PyThread_get_thread_ident();
+        self->drain_loop = loop;
+        fs_tls_draining = self;
+        rc = drain(self, cfg, &lv);
+        fs_tls_draining = outer;
+        self->drain_loop = NULL;
+        self->drain_thread = 0;
+    }
     /* Writes deferred by the handles leave now, whatever happened. */
     if (PyList_GET_SIZE(self->flush) > 0) {
-        PyObject *exc = rc < 0 ? fetch_exception() : NULL;
+        PyObject *exc = rc < 0 ? fs_aio_fetch_exception() : NULL;
         if (fs_aio_flush_all(self, cfg) < 0) {
             if (exc != NULL) {
                 /* Keep the drain's exception; the flush's is reported. */
@@ -995,19 +1113,14 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
             rc = -1;
         }
         if (exc != NULL) {
-#if PY_VERSION_HEX >= 0x030C0000
-            PyErr_SetRaisedException(exc);
-#else
-            PyErr_Restore((PyObject *)Py_TYPE(exc), exc,
-                          PyException_GetTraceback(exc));
-            Py_INCREF(Py_TYPE(exc));
-#endif
+            fs_aio_restore_exception(exc);
         }
     }
 done:
     Py_XDECREF(timeout);
     Py_XDECREF(sched);
     Py_XDECREF(ready);
+    tview_close(&lv);
     Py_DECREF(loop);
     if (rc < 0) {
         return NULL;
@@ -1293,6 +1406,8 @@ PyMethodDef fs_aio_methods[] = {
     {"_aio_setup", (PyCFunction)(void (*)(void))aio_setup,
      METH_VARARGS | METH_KEYWORDS,
      "_aio_setup(**objects): configure the asyncio engine (fastselectors._aio)."},
+    {"_aio_stats", (PyCFunction)(void (*)(void))aio_stats, METH_FASTCALL,
+     "_aio_stats(reset=False) -> what the engine's fast paths did."},
     {"_aio_method", (PyCFunction)aio_method, METH_O,
      "_aio_method(func): func wrapped to bind as a method."},
     {"_aio_call_soon", (PyCFunction)(void (*)(void))aio_call_soon,

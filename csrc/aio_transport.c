@@ -36,12 +36,15 @@
  *    write(), which buffers it and watches for EVENT_WRITE as it always
  *    does; an error is reported there, by the stock code, with its message.
  *
+ * FastSocketTransport declares the attributes read here as __slots__, so
+ * they are read in place (aio.h, tview); a stock transport's are read from
+ * its __dict__.
+ *
  * send()/recv() are non-blocking syscalls (MSG_DONTWAIT) made with the
  * GIL held: they never wait, and the stock code's GIL release around them
  * buys nothing on a non-blocking socket.
  */
 #include "aio.h"
-#include "pythread.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -57,15 +60,19 @@ static int
 AioWriteQueue_traverse(AioWriteQueue *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->chunks);
+    Py_VISIT(self->first);
+    Py_VISIT(self->more);
+    Py_VISIT(self->transport);
     return 0;
 }
 
 static int
 AioWriteQueue_clear(AioWriteQueue *self)
 {
-    Py_CLEAR(self->chunks);
-    self->size = 0;
+    Py_CLEAR(self->first);
+    Py_CLEAR(self->more);
+    Py_CLEAR(self->transport);
+    self->size = self->count = 0;
     return 0;
 }
 
@@ -107,21 +114,80 @@ static PyType_Spec AioWriteQueue_spec = {
     .slots = AioWriteQueue_slots,
 };
 
-/* transport._fs_wq if it is a write queue (borrowed), else NULL; -1 on
- * error. */
-static int
-get_queue(fs_module_state *st, PyObject *t, AioWriteQueue **wq)
+/* -- a transport's attributes --------------------------------------------- */
+
+static PyObject *const *
+field_name(int field)
 {
-    PyObject *q = PyObject_GetAttr(t, fs_aio_names._fs_wq);
-    if (q == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        *wq = NULL;
-        return 0;
+    switch (field) {
+    case FS_F_CONN_LOST: return &fs_aio_names._conn_lost;
+    case FS_F_BUFFER: return &fs_aio_names._buffer;
+    case FS_F_EOF: return &fs_aio_names._eof;
+    case FS_F_EMPTY_WAITER: return &fs_aio_names._empty_waiter;
+    case FS_F_SOCK: return &fs_aio_names._sock;
+    case FS_F_READ_READY_CB: return &fs_aio_names._read_ready_cb;
+    case FS_F_PROTOCOL: return &fs_aio_names._protocol;
+    default: return &fs_aio_names._fs_wq;
     }
-    Py_DECREF(q);   /* the transport's attribute keeps it */
+}
+
+/* Open a view of transport t: its slots if it is a FastSocketTransport,
+ * else its __dict__. */
+static int
+topen(AioConfig *cfg, tview *v, PyObject *t)
+{
+    return tview_open(v, t, (cfg->fast_slots
+                             && Py_IS_TYPE(t, cfg->fast_transport_type))
+                      ? cfg->fast_off : NULL);
+}
+
+/* t.<field> as a new reference. */
+static inline PyObject *
+tfield(tview *v, int field)
+{
+    if (v->off != NULL) {
+        PyObject *value = FS_SLOT(v->t, v->off[field]);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+        /* unset: getattr raises the AttributeError the stock code would */
+        return PyObject_GetAttr(v->t, *field_name(field));
+    }
+    return tget(v, *field_name(field));
+}
+
+static inline int
+tfield_true(tview *v, int field)
+{
+    PyObject *value = tfield(v, field);
+    int rc;
+    if (value == NULL) {
+        return -1;
+    }
+    rc = truth(value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* A _FlowControlMixin slot (_loop, _high_water) read in place: borrowed,
+ * NULL (no exception) if unset or unknown. */
+static PyObject *
+tslot(PyObject *t, Py_ssize_t off)
+{
+    return off >= 0 ? FS_SLOT(t, off) : NULL;
+}
+
+/* transport._fs_wq if it is a write queue (borrowed: the transport holds
+ * it), else NULL; -1 on error. */
+static int
+get_queue(fs_module_state *st, tview *v, AioWriteQueue **wq)
+{
+    PyObject *q = tfield(v, FS_F_FS_WQ);
+    if (q == NULL) {
+        return -1;
+    }
+    Py_DECREF(q);
     *wq = Py_IS_TYPE(q, st->aio_wq_type) ? (AioWriteQueue *)q : NULL;
     return 0;
 }
@@ -137,50 +203,52 @@ call_method1(PyObject *obj, PyObject *name, PyObject *arg)
                                      NULL);
 }
 
+/* The fd of a socket object: 1 and *fd set; 0 if it is not a socket or is
+ * closed (the stock code then raises the right error); -1 on error.  The
+ * fd is read from the socket object itself (sock_fd, the first field of
+ * CPython's socket object, checked at setup) -- never from the transport's
+ * _sock_fd, which outlives a close() of the socket. */
 static int
-attr_true(PyObject *obj, PyObject *name)
+socket_fd(AioConfig *cfg, PyObject *sock, int *fd)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    int rc;
-    if (value == NULL) {
-        return -1;
-    }
-    rc = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return rc;
-}
-
-/* The fd of transport._sock when it is a socket.socket with an open fd:
- * 1 and *fd set; 0 if the stock code must do it (it raises the right
- * error); -1 on error. */
-static int
-transport_fd(AioConfig *cfg, PyObject *t, int *fd)
-{
-    PyObject *sock = PyObject_GetAttr(t, fs_aio_names._sock), *num;
     long value;
 
-    if (sock == NULL) {
-        return -1;
-    }
-    if (!Py_IS_TYPE(sock, cfg->socket_type)) {
-        Py_DECREF(sock);
+    if (!PyObject_TypeCheck(sock, cfg->socket_type)) {
         return 0;
     }
-    num = PyObject_CallMethodNoArgs(sock, fs_aio_names.fileno);
-    Py_DECREF(sock);
-    if (num == NULL) {
-        return -1;
+    if (cfg->sock_fd_offset > 0) {
+        value = *(int *)((char *)sock + cfg->sock_fd_offset);
     }
-    value = PyLong_AsLong(num);
-    Py_DECREF(num);
-    if (value == -1 && PyErr_Occurred()) {
-        return -1;
+    else {
+        PyObject *num = PyObject_CallMethodNoArgs(sock, fs_aio_names.fileno);
+        if (num == NULL) {
+            return -1;
+        }
+        value = PyLong_AsLong(num);
+        Py_DECREF(num);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
     }
     if (value < 0 || value > INT_MAX) {
-        return 0;           /* closed: the stock code raises EBADF */
+        return 0;
     }
     *fd = (int)value;
     return 1;
+}
+
+/* The fd of transport._sock (see socket_fd). */
+static int
+transport_fd(AioConfig *cfg, tview *v, int *fd)
+{
+    PyObject *sock = tfield(v, FS_F_SOCK);
+    int rc;
+    if (sock == NULL) {
+        return -1;
+    }
+    rc = socket_fd(cfg, sock, fd);
+    Py_DECREF(sock);
+    return rc;
 }
 
 /* transport._fatal_error(exc, message) inside the except clause of exc,
@@ -210,8 +278,8 @@ fatal_error(PyObject *t, PyObject *exc, const char *message)
     Py_RETURN_NONE;
 }
 
-/* After a failed Python call in the stock code's try block: SystemExit
- * and KeyboardInterrupt propagate, anything else goes to _fatal_error. */
+/* After a failed call in the stock code's try block: SystemExit and
+ * KeyboardInterrupt propagate, anything else goes to _fatal_error. */
 static PyObject *
 fail_to_fatal(PyObject *t, const char *message)
 {
@@ -220,20 +288,7 @@ fail_to_fatal(PyObject *t, const char *message)
             || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return NULL;
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    exc = PyErr_GetRaisedException();
-#else
-    {
-        PyObject *type, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        PyErr_NormalizeException(&type, &exc, &tb);
-        if (tb != NULL) {
-            PyException_SetTraceback(exc, tb);
-        }
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-    }
-#endif
+    exc = fs_aio_fetch_exception();
     if (exc == NULL) {
         Py_RETURN_NONE;
     }
@@ -268,37 +323,61 @@ scratch(AioEngine *engine, Py_ssize_t size)
     return engine->scratch;
 }
 
+/* t.max_size: an instance attribute if set, else the class's (a plain
+ * int); -1 if it is anything else (the stock function then runs), -2 on
+ * error. */
+static Py_ssize_t
+max_size_of(tview *v)
+{
+    PyObject *ms = NULL;
+    Py_ssize_t value = -1;
+
+    if (v->dict != NULL) {
+        ms = PyDict_GetItemWithError(v->dict, fs_aio_names.max_size);
+        if (ms == NULL && PyErr_Occurred()) {
+            return -2;
+        }
+    }
+    else if (v->off == NULL) {
+        return -1;      /* no __dict__: whatever it is, the stock code */
+    }
+    if (ms == NULL) {
+        ms = _PyType_Lookup(Py_TYPE(v->t), fs_aio_names.max_size);
+    }
+    if (ms != NULL && PyLong_CheckExact(ms)) {
+        value = PyLong_AsSsize_t(ms);
+        if (value == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+    }
+    return value > 0 ? value : -1;
+}
+
 /* -- read ----------------------------------------------------------------- */
 
 /* _read_ready__data_received() in C. */
 static PyObject *
-read_data(AioEngine *engine, AioConfig *cfg, PyObject *t, PyObject *cb)
+read_data(AioEngine *engine, AioConfig *cfg, tview *v, PyObject *cb)
 {
-    PyObject *ms_obj, *data, *proto, *result;
+    PyObject *t = v->t, *data, *proto, *result;
     Py_ssize_t max_size, first, n;
     int fd, rc;
     char *buf;
 
-    rc = attr_true(t, fs_aio_names._conn_lost);
+    rc = tfield_true(v, FS_F_CONN_LOST);
     if (rc != 0) {
         if (rc < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    rc = transport_fd(cfg, t, &fd);
+    rc = transport_fd(cfg, v, &fd);
     if (rc <= 0) {
         return rc < 0 ? NULL : PyObject_CallNoArgs(cb);
     }
-    ms_obj = PyObject_GetAttr(t, fs_aio_names.max_size);
-    if (ms_obj == NULL) {
-        return NULL;
-    }
-    max_size = PyLong_CheckExact(ms_obj) ? PyLong_AsSsize_t(ms_obj) : -1;
-    Py_DECREF(ms_obj);
-    if (max_size <= 0) {
-        PyErr_Clear();
-        return PyObject_CallNoArgs(cb);
+    max_size = max_size_of(v);
+    if (max_size < 0) {
+        return max_size == -2 ? NULL : PyObject_CallNoArgs(cb);
     }
     /* Small reads (the common case) into the scratch buffer, then copied;
      * a full scratch buffer means more may be waiting: the rest goes
@@ -309,6 +388,7 @@ read_data(AioEngine *engine, AioConfig *cfg, PyObject *t, PyObject *cb)
     if (buf == NULL) {
         return fail_to_fatal(t, "Fatal read error on socket transport");
     }
+    fs_aio_stats.reads++;
     n = recv(fd, buf, (size_t)first, MSG_DONTWAIT);
     if (n < 0) {
         return read_failed(t, errno);
@@ -338,7 +418,7 @@ read_data(AioEngine *engine, AioConfig *cfg, PyObject *t, PyObject *cb)
     if (data == NULL) {
         return fail_to_fatal(t, "Fatal read error on socket transport");
     }
-    proto = PyObject_GetAttr(t, fs_aio_names._protocol);
+    proto = tfield(v, FS_F_PROTOCOL);
     if (proto == NULL) {
         Py_DECREF(data);
         return fail_to_fatal(t, "Fatal error: protocol.data_received() "
@@ -356,21 +436,21 @@ read_data(AioEngine *engine, AioConfig *cfg, PyObject *t, PyObject *cb)
 
 /* _read_ready__get_buffer() in C (BufferedProtocol). */
 static PyObject *
-read_buffer(AioEngine *engine, AioConfig *cfg, PyObject *t)
+read_buffer(AioConfig *cfg, tview *v)
 {
-    PyObject *proto, *buf, *minus_one, *nobj, *result;
+    PyObject *t = v->t, *proto, *buf, *minus_one, *nobj, *result;
     Py_ssize_t len, n;
     Py_buffer view;
     int fd, rc;
 
-    rc = attr_true(t, fs_aio_names._conn_lost);
+    rc = tfield_true(v, FS_F_CONN_LOST);
     if (rc != 0) {
         if (rc < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
-    proto = PyObject_GetAttr(t, fs_aio_names._protocol);
+    proto = tfield(v, FS_F_PROTOCOL);
     if (proto == NULL) {
         return fail_to_fatal(t, "Fatal error: protocol.get_buffer() call "
                                 "failed.");
@@ -398,13 +478,13 @@ read_buffer(AioEngine *engine, AioConfig *cfg, PyObject *t)
                                 "failed.");
     }
     /* self._sock.recv_into(buf) */
-    rc = transport_fd(cfg, t, &fd);
+    rc = transport_fd(cfg, v, &fd);
     if (rc < 0) {
         Py_DECREF(buf);
         return fail_to_fatal(t, "Fatal read error on socket transport");
     }
     if (rc == 0) {
-        PyObject *sock = PyObject_GetAttr(t, fs_aio_names._sock);
+        PyObject *sock = tfield(v, FS_F_SOCK);
         nobj = sock == NULL ? NULL
             : call_method1(sock, fs_aio_names.recv_into, buf);
         Py_XDECREF(sock);
@@ -417,8 +497,8 @@ read_buffer(AioEngine *engine, AioConfig *cfg, PyObject *t)
             }
             return fail_to_fatal(t, "Fatal read error on socket transport");
         }
-        n = PyLong_AsSsize_t(nobj);
-        if (n == -1 && PyErr_Occurred()) {
+        n = PyObject_IsTrue(nobj);
+        if (n < 0) {
             Py_DECREF(nobj);
             return NULL;
         }
@@ -428,6 +508,7 @@ read_buffer(AioEngine *engine, AioConfig *cfg, PyObject *t)
             Py_DECREF(buf);
             return fail_to_fatal(t, "Fatal read error on socket transport");
         }
+        fs_aio_stats.buffered_reads++;
         n = recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT);
         rc = errno;
         PyBuffer_Release(&view);
@@ -444,7 +525,7 @@ read_buffer(AioEngine *engine, AioConfig *cfg, PyObject *t)
         Py_DECREF(nobj);
         return PyObject_CallMethodNoArgs(t, fs_aio_names._read_ready__on_eof);
     }
-    proto = PyObject_GetAttr(t, fs_aio_names._protocol);
+    proto = tfield(v, FS_F_PROTOCOL);
     result = proto == NULL ? NULL
         : call_method1(proto, fs_aio_names.buffer_updated, nobj);
     Py_XDECREF(proto);
@@ -460,25 +541,39 @@ read_buffer(AioEngine *engine, AioConfig *cfg, PyObject *t)
 PyObject *
 fs_aio_read_ready(AioEngine *engine, AioConfig *cfg, PyObject *t)
 {
-    PyObject *cb = PyObject_GetAttr(t, fs_aio_names._read_ready_cb), *result;
+    PyObject *cb, *result;
+    tview v;
 
-    if (cb == NULL) {
-        return NULL;
+    if (!Py_IS_TYPE(t, cfg->socket_transport_type)
+            && !Py_IS_TYPE(t, cfg->fast_transport_type)) {
+        /* A subclass (its attributes may be properties): the stock
+         * _read_ready. */
+        PyObject *argv[1] = {t};
+        return PyObject_Vectorcall(cfg->read_ready, argv, 1, NULL);
     }
     Py_INCREF(t);
-    if (PyMethod_Check(cb) && PyMethod_GET_SELF(cb) == t
-            && PyMethod_GET_FUNCTION(cb) == cfg->rr_data) {
-        result = read_data(engine, cfg, t, cb);
+    if (topen(cfg, &v, t) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    cb = tfield(&v, FS_F_READ_READY_CB);
+    if (cb == NULL) {
+        result = NULL;
+    }
+    else if (PyMethod_Check(cb) && PyMethod_GET_SELF(cb) == t
+             && PyMethod_GET_FUNCTION(cb) == cfg->rr_data) {
+        result = read_data(engine, cfg, &v, cb);
     }
     else if (PyMethod_Check(cb) && PyMethod_GET_SELF(cb) == t
              && PyMethod_GET_FUNCTION(cb) == cfg->rr_buffer) {
-        result = read_buffer(engine, cfg, t);
+        result = read_buffer(cfg, &v);
     }
     else {
         result = PyObject_CallNoArgs(cb);
     }
+    Py_XDECREF(cb);
+    tview_close(&v);
     Py_DECREF(t);
-    Py_DECREF(cb);
     return result;
 }
 
@@ -491,74 +586,103 @@ stock_write(AioConfig *cfg, PyObject *t, PyObject *data)
     return PyObject_Vectorcall(cfg->stock_write, argv, 2, NULL);
 }
 
-/* Send the deferred writes of t (wq is t's queue): one sendmsg(); what
+static PyObject *
+chunk_at(PyObject *first, PyObject *more, Py_ssize_t i)
+{
+    return i == 0 ? first : PyList_GET_ITEM(more, i - 1);
+}
+
+/* Send the deferred writes of wq's transport: one send()/sendmsg(); what
  * the kernel does not take goes to the stock write().  0 or -1. */
 static int
-flush_queue(AioConfig *cfg, PyObject *t, AioWriteQueue *wq)
+flush_queue(AioConfig *cfg, AioWriteQueue *wq)
 {
-    PyObject *chunks = wq->chunks, *rest = NULL, *r;
-    Py_ssize_t size = wq->size, nchunks, i, sent = -1, off;
-    int fd = -1, rc;
+    PyObject *first = wq->first, *more = NULL, *t = wq->transport;
+    PyObject *rest, *r;
+    Py_ssize_t size = wq->size, count = wq->count, i, sent = -1, off;
 
-    if (chunks == NULL || size == 0) {
-        return 0;
-    }
     /* Take the queue first: the stock write() below may run user code
      * (an exception handler) that writes to this transport again. */
-    wq->chunks = NULL;
-    wq->size = 0;
-    nchunks = PyList_GET_SIZE(chunks);
-    rc = transport_fd(cfg, t, &fd);
-    if (rc < 0) {
-        Py_DECREF(chunks);
-        return -1;
+    wq->first = NULL;
+    wq->size = wq->count = 0;
+    wq->transport = NULL;
+    if (count > 1) {
+        more = wq->more;            /* the next turn makes a new list */
+        wq->more = NULL;
     }
-    if (rc > 0) {
+    if (first == NULL || size == 0 || t == NULL) {
+        Py_XDECREF(first);
+        Py_XDECREF(more);
+        Py_XDECREF(t);
+        return 0;
+    }
+    fs_aio_stats.flushes++;
+    if (wq->fd >= 0 && count == 1) {
+        sent = send(wq->fd, PyBytes_AS_STRING(first), (size_t)size,
+                    MSG_DONTWAIT);
+    }
+    else if (wq->fd >= 0) {
         struct iovec iov[FS_IOV];
         struct msghdr msg;
-        Py_ssize_t k = nchunks < FS_IOV ? nchunks : FS_IOV;
+        Py_ssize_t k = count < FS_IOV ? count : FS_IOV;
         for (i = 0; i < k; i++) {
-            PyObject *c = PyList_GET_ITEM(chunks, i);
+            PyObject *c = chunk_at(first, more, i);
             iov[i].iov_base = PyBytes_AS_STRING(c);
             iov[i].iov_len = (size_t)PyBytes_GET_SIZE(c);
         }
         memset(&msg, 0, sizeof(msg));
         msg.msg_iov = iov;
         msg.msg_iovlen = (size_t)k;
-        sent = sendmsg(fd, &msg, MSG_DONTWAIT);
+        sent = sendmsg(wq->fd, &msg, MSG_DONTWAIT);
+    }
+    rest = NULL;
+    if (sent != size) {
+        /* The rest, in one piece, through the stock write(): it tries
+         * again, buffers what is left and registers the writer, or
+         * reports the error (and a lost connection) as it would have. */
+        if (sent < 0) {
+            sent = 0;
+        }
+        rest = PyBytes_FromStringAndSize(NULL, size - sent);
+        if (rest != NULL) {
+            off = 0;
+            for (i = 0; i < count; i++) {
+                PyObject *c = chunk_at(first, more, i);
+                Py_ssize_t len = PyBytes_GET_SIZE(c), skip;
+                if (sent >= len) {
+                    sent -= len;
+                    continue;
+                }
+                skip = sent;
+                sent = 0;
+                memcpy(PyBytes_AS_STRING(rest) + off,
+                       PyBytes_AS_STRING(c) + skip, (size_t)(len - skip));
+                off += len - skip;
+            }
+        }
+    }
+    Py_DECREF(first);
+    if (more != NULL) {
+        if (wq->more == NULL && PyList_SetSlice(more, 0, PY_SSIZE_T_MAX,
+                                                NULL) == 0) {
+            wq->more = more;        /* emptied: reused next turn */
+        }
+        else {
+            PyErr_Clear();
+            Py_DECREF(more);
+        }
     }
     if (sent == size) {
-        Py_DECREF(chunks);
+        Py_DECREF(t);
         return 0;
     }
-    /* The rest, in one piece, through the stock write(): it tries again,
-     * buffers what is left and registers the writer, or reports the
-     * error (and a lost connection) as it would have. */
-    if (sent < 0) {
-        sent = 0;
-    }
-    rest = PyBytes_FromStringAndSize(NULL, size - sent);
     if (rest == NULL) {
-        Py_DECREF(chunks);
+        Py_DECREF(t);
         return -1;
     }
-    off = 0;
-    for (i = 0; i < nchunks; i++) {
-        PyObject *c = PyList_GET_ITEM(chunks, i);
-        Py_ssize_t len = PyBytes_GET_SIZE(c), skip = 0;
-        if (sent >= len) {
-            sent -= len;
-            continue;
-        }
-        skip = sent;
-        sent = 0;
-        memcpy(PyBytes_AS_STRING(rest) + off, PyBytes_AS_STRING(c) + skip,
-               (size_t)(len - skip));
-        off += len - skip;
-    }
-    Py_DECREF(chunks);
     r = stock_write(cfg, t, rest);
     Py_DECREF(rest);
+    Py_DECREF(t);
     if (r == NULL) {
         return -1;
     }
@@ -567,60 +691,41 @@ flush_queue(AioConfig *cfg, PyObject *t, AioWriteQueue *wq)
 }
 
 /* Every queue of the engine's flush list.  The first error is raised
- * after all were tried. */
+ * after all were tried (later ones are reported as unraisable). */
 int
 fs_aio_flush_all(AioEngine *engine, AioConfig *cfg)
 {
-    fs_module_state *st = fs_state_of(Py_TYPE(engine));
     PyObject *list, *exc = NULL;
     Py_ssize_t i;
 
     while (engine->flush != NULL && PyList_GET_SIZE(engine->flush) > 0) {
         PyObject *fresh = PyList_New(0);
         if (fresh == NULL) {
-            return -1;
+            break;
         }
         list = engine->flush;
         engine->flush = fresh;
         for (i = 0; i < PyList_GET_SIZE(list); i++) {
-            PyObject *t = PyList_GET_ITEM(list, i);
-            AioWriteQueue *wq;
-            Py_INCREF(t);
-            if (get_queue(st, t, &wq) < 0 || (wq != NULL && (wq->queued = 0,
-                    flush_queue(cfg, t, wq) < 0))) {
+            AioWriteQueue *wq = (AioWriteQueue *)PyList_GET_ITEM(list, i);
+            if (wq->size > 0 && flush_queue(cfg, wq) < 0) {
                 if (exc == NULL) {
-#if PY_VERSION_HEX >= 0x030C0000
-                    exc = PyErr_GetRaisedException();
-#else
-                    PyObject *type, *tb;
-                    PyErr_Fetch(&type, &exc, &tb);
-                    PyErr_NormalizeException(&type, &exc, &tb);
-                    if (tb != NULL) {
-                        PyException_SetTraceback(exc, tb);
-                    }
-                    Py_XDECREF(type);
-                    Py_XDECREF(tb);
-#endif
+                    exc = fs_aio_fetch_exception();
                 }
                 else {
-                    PyErr_WriteUnraisable(t);
+                    PyErr_WriteUnraisable((PyObject *)wq);
                 }
             }
-            Py_DECREF(t);
+            else if (wq->transport != NULL) {
+                Py_CLEAR(wq->transport);
+            }
         }
         Py_DECREF(list);
     }
     if (exc != NULL) {
-#if PY_VERSION_HEX >= 0x030C0000
-        PyErr_SetRaisedException(exc);
-#else
-        PyObject *tb = PyException_GetTraceback(exc);
-        Py_INCREF(Py_TYPE(exc));
-        PyErr_Restore((PyObject *)Py_TYPE(exc), exc, tb);
-#endif
+        fs_aio_restore_exception(exc);
         return -1;
     }
-    return 0;
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 /* _aio_flush(transport): send what it deferred now (FastSocketTransport
@@ -631,77 +736,43 @@ fs_aio_flush_transport(PyObject *module, PyObject *t)
     fs_module_state *st = PyModule_GetState(module);
     AioConfig *cfg = fs_aio_config(st);
     AioWriteQueue *wq;
+    tview v;
+    int rc = 0;
 
-    if (cfg == NULL || get_queue(st, t, &wq) < 0) {
-        return cfg == NULL ? PyErr_Format(PyExc_RuntimeError,
-                                          "engine not configured") : NULL;
+    if (cfg == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "engine not configured");
+        return NULL;
     }
-    if (wq != NULL && wq->size > 0) {
-        int rc;
+    Py_INCREF(t);
+    if (topen(cfg, &v, t) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    if (get_queue(st, &v, &wq) < 0) {
+        rc = -1;
+    }
+    else if (wq != NULL && wq->size > 0) {
         Py_INCREF(wq);
-        rc = flush_queue(cfg, t, wq);
+        rc = flush_queue(cfg, wq);
         Py_DECREF(wq);
-        if (rc < 0) {
-            return NULL;
-        }
+    }
+    tview_close(&v);
+    Py_DECREF(t);
+    if (rc < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
 
-/* May this write be deferred?  1 (and *engine_out), 0, or -1.  The stock
- * write() would send at once (the caller checked eof, sendfile, conn_lost
- * and the buffer); the loop's engine must be draining in this thread. */
-static int
-may_defer(fs_module_state *st, AioConfig *cfg, PyObject *t,
-          AioEngine **engine_out)
-{
-    PyObject *loop, *engine;
-
-    if (!cfg->coalesce) {
-        return 0;
-    }
-    loop = PyObject_GetAttr(t, fs_aio_names._loop);
-    if (loop == NULL) {
-        return -1;
-    }
-    engine = fs_aio_engine_of(st, loop);
-    Py_DECREF(loop);
-    if (engine == NULL || ((AioEngine *)engine)->drain_thread == 0
-            || ((AioEngine *)engine)->drain_thread
-               != PyThread_get_thread_ident()) {
-        return 0;
-    }
-    *engine_out = (AioEngine *)engine;
-    return 1;
-}
-
-/* The limit of one transport's queue: min(high water, coalesce_max). */
-static int
-queue_limit(AioConfig *cfg, PyObject *t, Py_ssize_t *limit)
-{
-    PyObject *hw = PyObject_GetAttr(t, fs_aio_names._high_water);
-    Py_ssize_t value;
-    if (hw == NULL) {
-        return -1;
-    }
-    value = PyLong_Check(hw) ? PyLong_AsSsize_t(hw) : 0;
-    Py_DECREF(hw);
-    if (value == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        value = 0;
-    }
-    *limit = value < cfg->coalesce_max ? value : cfg->coalesce_max;
-    return 0;
-}
-
 /* Append data (bytes or bytearray, non-empty) to t's queue, creating the
- * queue and putting t in the engine's flush list as needed.  Returns the
+ * queue and putting it in the engine's flush list as needed.  Returns the
  * queue (borrowed: the transport holds it) or NULL. */
 static AioWriteQueue *
-defer(fs_module_state *st, AioEngine *engine, PyObject *t,
+defer(fs_module_state *st, AioConfig *cfg, AioEngine *engine, tview *v,
       AioWriteQueue *wq, PyObject *data)
 {
-    PyObject *chunk;
+    PyObject *chunk, *t = v->t;
+    Py_ssize_t n;
 
     if (wq == NULL) {
         wq = (AioWriteQueue *)st->aio_wq_type->tp_alloc(st->aio_wq_type, 0);
@@ -714,12 +785,6 @@ defer(fs_module_state *st, AioEngine *engine, PyObject *t,
         }
         Py_DECREF(wq);      /* the transport holds it */
     }
-    if (wq->chunks == NULL) {
-        wq->chunks = PyList_New(0);
-        if (wq->chunks == NULL) {
-            return NULL;
-        }
-    }
     if (PyBytes_CheckExact(data)) {
         Py_INCREF(data);
         chunk = data;
@@ -731,111 +796,132 @@ defer(fs_module_state *st, AioEngine *engine, PyObject *t,
             return NULL;
         }
     }
-    if (PyList_Append(wq->chunks, chunk) < 0) {
-        Py_DECREF(chunk);
-        return NULL;
+    n = PyBytes_GET_SIZE(chunk);
+    if (wq->count == 0) {
+        wq->first = chunk;          /* the reference moves to the queue */
     }
-    wq->size += PyBytes_GET_SIZE(chunk);
-    Py_DECREF(chunk);
-    if (!wq->queued) {
-        if (PyList_Append(engine->flush, t) < 0) {
+    else {
+        if (wq->more == NULL) {
+            wq->more = PyList_New(0);
+            if (wq->more == NULL) {
+                Py_DECREF(chunk);
+                return NULL;
+            }
+        }
+        if (PyList_Append(wq->more, chunk) < 0) {
+            Py_DECREF(chunk);
             return NULL;
         }
-        wq->queued = 1;
+        Py_DECREF(chunk);
+    }
+    wq->count++;
+    wq->size += n;
+    fs_aio_stats.deferred++;
+    if (wq->transport == NULL) {
+        /* First deferred chunk of this turn: queue it for the flush. */
+        int fd = -1;
+        if (transport_fd(cfg, v, &fd) < 0
+                || PyList_Append(engine->flush, (PyObject *)wq) < 0) {
+            return NULL;
+        }
+        wq->fd = fd;
+        Py_INCREF(t);
+        wq->transport = t;
     }
     return wq;
 }
 
-/* _aio_write(transport, data): FastSocketTransport.write. */
-PyObject *
-fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The stock write() would send *data* at once: not closing for writes,
+ * no sendfile, connection not lost, nothing buffered.  1, 0, or -1. */
+static int
+would_send_now(tview *v)
 {
-    fs_module_state *st = PyModule_GetState(module);
-    AioConfig *cfg = fs_aio_config(st);
-    PyObject *t, *data, *v;
+    PyObject *w;
+    int rc = tfield_true(v, FS_F_EOF);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
+    w = tfield(v, FS_F_EMPTY_WAITER);
+    if (w == NULL) {
+        return -1;
+    }
+    rc = w != Py_None;
+    Py_DECREF(w);
+    if (rc) {
+        return 0;
+    }
+    rc = tfield_true(v, FS_F_CONN_LOST);
+    if (rc != 0) {
+        return rc < 0 ? -1 : 0;
+    }
+    rc = tfield_true(v, FS_F_BUFFER);
+    return rc < 0 ? -1 : !rc;
+}
+
+static PyObject *
+write_impl(fs_module_state *st, AioConfig *cfg, tview *v, PyObject *data)
+{
+    PyObject *t = v->t;
     AioWriteQueue *wq;
-    AioEngine *engine = NULL;
+    AioEngine *engine;
     Py_ssize_t len, sent;
     const char *p;
     int rc, fd, fast;
 
-    if (cfg == NULL || nargs != 2) {
-        if (cfg == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "engine not configured");
-            return NULL;
-        }
-        PyErr_Format(PyExc_TypeError, "write() takes exactly one argument "
-                     "(%zd given)", nargs - 1);
+    if (get_queue(st, v, &wq) < 0) {
         return NULL;
     }
-    t = args[0];
-    data = args[1];
-    if (get_queue(st, t, &wq) < 0) {
-        return NULL;
-    }
-    /* The fast path: bytes or bytearray, and the stock write() would send
-     * it at once. */
+    /* The fast path: bytes or bytearray that the stock write() would send
+     * at once. */
     fast = PyBytes_CheckExact(data) || PyByteArray_CheckExact(data);
     len = fast ? Py_SIZE(data) : 0;
     if (fast && len > 0) {
-        rc = attr_true(t, fs_aio_names._eof);
-        if (rc == 0) {
-            v = PyObject_GetAttr(t, fs_aio_names._empty_waiter);
-            if (v == NULL) {
-                return NULL;
-            }
-            rc = v != Py_None;
-            Py_DECREF(v);
-        }
-        if (rc == 0) {
-            rc = attr_true(t, fs_aio_names._conn_lost);
-        }
-        if (rc == 0) {
-            rc = attr_true(t, fs_aio_names._buffer);
-        }
+        rc = would_send_now(v);
         if (rc < 0) {
             return NULL;
         }
-        fast = rc == 0;
+        fast = rc;
     }
     else {
         fast = 0;
     }
-    if (fast) {
-        rc = may_defer(st, cfg, t, &engine);
-        if (rc < 0) {
-            return NULL;
+    engine = fast && cfg->coalesce
+        ? fs_aio_draining_engine(tslot(t, cfg->off_tr_loop)) : NULL;
+    if (engine != NULL) {
+        Py_ssize_t queued = wq != NULL ? wq->size : 0, limit;
+        PyObject *hw = tslot(t, cfg->off_tr_high_water);
+        limit = (hw != NULL && PyLong_CheckExact(hw))
+            ? PyLong_AsSsize_t(hw) : 0;
+        if (limit == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            limit = 0;
         }
-        if (rc) {
-            Py_ssize_t limit, queued = wq != NULL ? wq->size : 0;
-            if (queue_limit(cfg, t, &limit) < 0) {
+        if (limit > cfg->coalesce_max) {
+            limit = cfg->coalesce_max;
+        }
+        if (queued + len <= limit || queued > 0) {
+            wq = defer(st, cfg, engine, v, wq, data);
+            if (wq == NULL) {
                 return NULL;
             }
-            if (queued + len <= limit || queued > 0) {
-                wq = defer(st, engine, t, wq, data);
-                if (wq == NULL) {
-                    return NULL;
-                }
-                if (queued + len <= limit
-                        && PyList_GET_SIZE(wq->chunks) < FS_IOV) {
-                    Py_RETURN_NONE;             /* leaves at the flush */
-                }
-                /* Over the limit: all of it leaves now, in order. */
-                Py_INCREF(wq);
-                rc = flush_queue(cfg, t, wq);
-                Py_DECREF(wq);
-                if (rc < 0) {
-                    return NULL;
-                }
-                Py_RETURN_NONE;
+            if (queued + len <= limit && wq->count < FS_IOV) {
+                Py_RETURN_NONE;             /* leaves at the flush */
             }
-            /* Alone over the limit: sent at once, below. */
+            /* Over the limit: all of it leaves now, in order. */
+            Py_INCREF(wq);
+            rc = flush_queue(cfg, wq);
+            Py_DECREF(wq);
+            if (rc < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
         }
+        /* Alone over the limit: sent at once, below. */
     }
     /* Not deferred: what was deferred before goes first. */
     if (wq != NULL && wq->size > 0) {
         Py_INCREF(wq);
-        rc = flush_queue(cfg, t, wq);
+        rc = flush_queue(cfg, wq);
         Py_DECREF(wq);
         if (rc < 0) {
             return NULL;
@@ -850,12 +936,13 @@ fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* self._sock.send(data) in C; anything but a complete send is handed
      * to the stock write() (which tries once more, then buffers, or
      * reports the error). */
-    rc = transport_fd(cfg, t, &fd);
+    rc = transport_fd(cfg, v, &fd);
     if (rc <= 0) {
         return rc < 0 ? NULL : stock_write(cfg, t, data);
     }
     p = PyBytes_CheckExact(data) ? PyBytes_AS_STRING(data)
                                  : PyByteArray_AS_STRING(data);
+    fs_aio_stats.sends++;
     sent = send(fd, p, (size_t)len, MSG_DONTWAIT);
     if (sent == len) {
         Py_RETURN_NONE;
@@ -870,6 +957,56 @@ fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return r;
     }
     return stock_write(cfg, t, data);
+}
+
+/* _aio_write(transport, data): FastSocketTransport.write. */
+PyObject *
+fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    fs_module_state *st = PyModule_GetState(module);
+    AioConfig *cfg = fs_aio_config(st);
+    PyObject *result;
+    tview v;
+
+    if (cfg == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "engine not configured");
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "write() takes exactly one argument "
+                     "(%zd given)", nargs - 1);
+        return NULL;
+    }
+    if (!Py_IS_TYPE(args[0], cfg->fast_transport_type)) {
+        /* A subclass of FastSocketTransport: the stock write(). */
+        return stock_write(cfg, args[0], args[1]);
+    }
+    Py_INCREF(args[0]);
+    if (topen(cfg, &v, args[0]) < 0) {
+        Py_DECREF(args[0]);
+        return NULL;
+    }
+    result = write_impl(st, cfg, &v, args[1]);
+    tview_close(&v);
+    Py_DECREF(args[0]);
+    return result;
+}
+
+/* The offsets of FastSocketTransport's slots (aio_loop.c's setup). */
+int
+fs_aio_fast_slots(AioConfig *cfg, Py_ssize_t (*slot_offset)(PyTypeObject *,
+                                                             PyObject *))
+{
+    int i;
+    cfg->fast_slots = 1;
+    for (i = 0; i < FS_NFIELDS; i++) {
+        cfg->fast_off[i] = slot_offset(cfg->fast_transport_type,
+                                       *field_name(i));
+        if (cfg->fast_off[i] < 0) {
+            cfg->fast_slots = 0;
+        }
+    }
+    return 0;
 }
 
 int

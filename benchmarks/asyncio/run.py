@@ -15,7 +15,7 @@ order; the server pinned to the first CPU, the client to the second):
                 ``wrk -t1 -c50`` (one write() per answer)
     http-split  the same answers written as head + body, two write()s
     echo        ``asyncio.start_server`` streams echo, 100-byte messages, 50
-                connections, driven by echo_client.c (compiled here)
+                connections, driven by load_client.c (compiled here)
     resp        RESP PING server under ``redis-benchmark -P1 -c50 -t
                 ping_mbulk``; -n is set from a warm-up run so the measured
                 run takes about --duration seconds (and is killed after 3x)
@@ -47,7 +47,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(HERE, "aioservers.py")
 W3 = os.path.join(HERE, "w3.py")
-ECHO_C = os.path.join(HERE, "echo_client.c")
+CLIENT_C = os.path.join(HERE, "load_client.c")
 LOOPS = ("asyncio", "fast-asyncio", "uvloop")
 WORKLOADS = ("w3", "http", "http-split", "echo", "resp")
 BASE = "asyncio"
@@ -154,14 +154,14 @@ def run_wrk(args, port, seconds):
 
 
 def run_echo(args, port, seconds, client):
-    argv = pinned([client, str(port), str(args.connections), "100",
+    argv = pinned([client, "echo", str(port), str(args.connections),
                    str(seconds)], args.client_cpu)
     proc = subprocess.run(argv, capture_output=True, text=True,
                           timeout=seconds + 30)
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     if proc.returncode != 0 or "error" in res:
         raise RunError("echo client: {}".format(res))
-    return res["messages"]
+    return res["answers"]
 
 
 def run_redis(args, port, n, timeout):
@@ -281,8 +281,9 @@ def main(argv=None):
             skipped[w] = "{} is not installed".format(tool)
     echo_client = None
     if "echo" in workloads and "echo" not in skipped:
-        echo_client = os.path.join(tempfile.mkdtemp(), "echo_client")
-        subprocess.run(["gcc", "-O2", "-o", echo_client, ECHO_C], check=True)
+        echo_client = os.path.join(tempfile.mkdtemp(), "load_client")
+        subprocess.run(["gcc", "-O2", "-o", echo_client, CLIENT_C],
+                       check=True)
 
     w3_loops = ["stdlib-selectors"] + loops
     samples = {}        # (workload, loop) -> [(rate, user_us, sys_us), ...]

@@ -34,12 +34,12 @@ def make_loop(name):
     raise ValueError(name)
 
 
-def run(name, pairs, seconds, warmup):
+def run(name, pairs, seconds, warmup, events=0):
     socks = [socket.socketpair() for _ in range(pairs)]
     for a, b in socks:
         a.setblocking(False)
         b.setblocking(False)
-    state = {"count": 0, "stop": False}
+    state = {"count": 0, "target": 0}
     loop = None if name == "stdlib-selectors" else make_loop(name)
 
     def make_cb(sock):
@@ -49,11 +49,15 @@ def run(name, pairs, seconds, warmup):
             recv(1)
             send(b"x")
             state["count"] += 1
+            if state["count"] == state["target"] and loop is not None:
+                loop.stop()
         return on_ready
 
-    def phase(duration):
-        """Run for *duration* seconds; return (events, wall, utime, stime)."""
+    def phase(duration, events=0):
+        """Run for *duration* seconds (or *events* callbacks); return
+        (events, wall, utime, stime)."""
         state["count"] = 0
+        state["target"] = events
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         if loop is None:
@@ -64,12 +68,16 @@ def run(name, pairs, seconds, warmup):
                 for key, ev in select(1.0):
                     key.data(key, ev)
                 n += 1
+                if events and state["count"] >= events:
+                    break
                 if n % 8 == 0 and time.perf_counter() >= deadline:
                     break
         else:
-            handle = loop.call_later(duration, loop.stop)
+            handle = None if events else loop.call_later(duration,
+                                                         loop.stop)
             loop.run_forever()
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
         wall = time.perf_counter() - t0
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         return (state["count"], wall, r1.ru_utime - r0.ru_utime,
@@ -91,7 +99,7 @@ def run(name, pairs, seconds, warmup):
         a.send(b"x")
     if warmup > 0:
         phase(warmup)
-    events, wall, utime, stime = phase(seconds)
+    events, wall, utime, stime = phase(seconds, events)
     if loop is not None:
         for a, b in socks:
             loop.remove_reader(a.fileno())
@@ -114,9 +122,12 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--events", type=int, default=0,
+                        help="run this many callbacks instead of --seconds")
     args = parser.parse_args(argv)
     try:
-        result = run(args.loop, args.pairs, args.seconds, args.warmup)
+        result = run(args.loop, args.pairs, args.seconds, args.warmup,
+                     args.events)
     except ImportError as exc:
         print("SKIP {}: {}".format(args.loop, exc), file=sys.stderr)
         return SKIP_EXIT

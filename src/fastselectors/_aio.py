@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import heapq
-import socket
+import _socket
 from asyncio import base_events, events, format_helpers, selector_events
 
 from . import _native
@@ -93,44 +93,24 @@ def _core_for(selector: Any) -> Any:
     return None
 
 
-_HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop",
-                 "_source_traceback", "_repr", "__weakref__", "_context"}
-
-_native._aio_setup(
-    Handle=_Handle,
-    TimerHandle=events.TimerHandle,
-    handle_run=_Handle._run,
-    handle_slots_known=set(_Handle.__slots__) == _HANDLE_SLOTS,
-    heappop=heapq.heappop,
-    heapify=heapq.heapify,
-    report=_report,
-    run_debug=_run_debug,
-    core_for=_core_for,
-    run_once=_BaseEventLoop._run_once,
-    call_soon=_BaseEventLoop.call_soon,
-    time=_BaseEventLoop.time,
-    process_events=_SelectorEventLoop._process_events,
-    read_ready=_SocketTransport._read_ready,
-    read_ready__data_received=_SocketTransport._read_ready__data_received,
-    read_ready__get_buffer=_SocketTransport._read_ready__get_buffer,
-    write=_SocketTransport.write,
-    socket=socket.socket,
-    deque=collections.deque,
-    max_select_timeout=float(base_events.MAXIMUM_SELECT_TIMEOUT),
-    min_scheduled=base_events._MIN_SCHEDULED_TIMER_HANDLES,
-    min_cancelled_fraction=float(
-        base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION),
-)
-
-
 class FastSocketTransport(_SocketTransport):
     """The stock socket transport with ``write()`` in C (write coalescing
     during the loop's drain).  Everything that looks at or changes the
     write side sends the deferred writes first, so it sees what the stock
     transport would."""
 
-    __slots__ = ()
-    _fs_wq = None       # the write queue, made at the first deferred write
+    # The attributes the C paths read, in place (csrc/aio.h, tview); the
+    # stock code sets them all in __init__.  _fs_wq: the write queue, made
+    # at the first deferred write.
+    __slots__ = ("_conn_lost", "_buffer", "_eof", "_empty_waiter", "_sock",
+                 "_read_ready_cb", "_protocol", "_fs_wq")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Class defaults the slots would hide: _SelectorTransport._sock is
+        # None until __init__ sets it (its __del__ relies on that).
+        self._sock = None
+        self._fs_wq = None
+        super().__init__(*args, **kwargs)
 
     write = _native._aio_method(_native._aio_write)
 
@@ -168,6 +148,67 @@ class FastSocketTransport(_SocketTransport):
         return super()._make_empty_waiter()
 
 
+_HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop",
+                 "_source_traceback", "_repr", "__weakref__", "_context"}
+
+_probe = _socket.socket()
+try:
+    _native._aio_setup(
+        Handle=_Handle,
+        TimerHandle=events.TimerHandle,
+        handle_run=_Handle._run,
+        handle_slots_known=set(_Handle.__slots__) == _HANDLE_SLOTS,
+        heappop=heapq.heappop,
+        heapify=heapq.heapify,
+        report=_report,
+        run_debug=_run_debug,
+        core_for=_core_for,
+        run_once=_BaseEventLoop._run_once,
+        call_soon=_BaseEventLoop.call_soon,
+        time=_BaseEventLoop.time,
+        process_events=_SelectorEventLoop._process_events,
+        read_ready=_SocketTransport._read_ready,
+        read_ready__data_received=_SocketTransport._read_ready__data_received,
+        read_ready__get_buffer=_SocketTransport._read_ready__get_buffer,
+        write=_SocketTransport.write,
+        socket=_socket.socket,
+        probe_socket=_probe,
+        SocketTransport=_SocketTransport,
+        FastSocketTransport=FastSocketTransport,
+        deque=collections.deque,
+        max_select_timeout=float(base_events.MAXIMUM_SELECT_TIMEOUT),
+        min_scheduled=base_events._MIN_SCHEDULED_TIMER_HANDLES,
+        min_cancelled_fraction=float(
+            base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION),
+    )
+finally:
+    _probe.close()
+
+
+
+# BaseSelectorEventLoop._make_socket_transport as it is on 3.9-3.13: we
+# make a FastSocketTransport the same way where its signature is the one we
+# know; elsewhere the stock transport (with the C read path only).
+_mst = _SelectorEventLoop._make_socket_transport.__code__
+_MAKE_TRANSPORT_KNOWN = (
+    _mst.co_varnames[:_mst.co_argcount + _mst.co_kwonlyargcount]
+    == ("self", "sock", "protocol", "waiter", "extra", "server")
+    and "_SelectorSocketTransport" in _mst.co_names)
+_MAKE_TRANSPORT_ENSURES_FD = "_ensure_fd_no_transport" in _mst.co_names
+del _mst
+
+# Loop attributes the engine reads from the instance __dict__ (the stock
+# code sets them in __init__); a subclass making one a property keeps the
+# stock path.
+_LOOP_DICT_NAMES = ("_ready", "_scheduled", "_timer_cancelled_count",
+                    "_stopping", "_selector", "_clock_resolution", "_debug")
+
+
+def _is_data_descriptor(obj: Any) -> bool:
+    tp = type(obj)
+    return hasattr(tp, "__set__") or hasattr(tp, "__delete__")
+
+
 class NativeEventLoop(selector_events.BaseSelectorEventLoop):
     """Mixed into fastselectors.asyncio.EventLoop on the native tier (before
     asyncio.SelectorEventLoop in its bases)."""
@@ -189,7 +230,9 @@ class NativeEventLoop(selector_events.BaseSelectorEventLoop):
         cls = type(self)
         if (cls._run_once is NativeEventLoop._run_once
                 and cls._process_events is _SelectorEventLoop._process_events
-                and cls._add_callback is _BaseEventLoop._add_callback):
+                and cls._add_callback is _BaseEventLoop._add_callback
+                and not any(_is_data_descriptor(getattr(cls, name, None))
+                            for name in _LOOP_DICT_NAMES)):
             self._fs = _native.AioEngine()
 
     def _run_once(self) -> None:
@@ -200,10 +243,12 @@ class NativeEventLoop(selector_events.BaseSelectorEventLoop):
 
     call_soon = _native._aio_method(_native._aio_call_soon)
 
-    def _make_socket_transport(self, sock: Any, protocol: Any,
-                               *args: Any, **kwargs: Any) -> Any:
-        transport = super()._make_socket_transport(sock, protocol, *args,
-                                                   **kwargs)
-        if type(transport) is _SocketTransport:
-            transport.__class__ = FastSocketTransport
-        return transport
+    if _MAKE_TRANSPORT_KNOWN:
+        def _make_socket_transport(self, sock: Any, protocol: Any,
+                                   waiter: Any = None, *, extra: Any = None,
+                                   server: Any = None) -> Any:
+            # BaseSelectorEventLoop._make_socket_transport, with our class.
+            if _MAKE_TRANSPORT_ENSURES_FD:                      # 3.13+
+                self._ensure_fd_no_transport(sock)
+            return FastSocketTransport(self, sock, protocol, waiter, extra,
+                                       server)
