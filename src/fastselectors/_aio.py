@@ -22,10 +22,13 @@ one gets the stock behaviour, through the stock code.
 
 from __future__ import annotations
 
+import _socket
 import collections
 import heapq
-import _socket
-from asyncio import base_events, events, format_helpers, selector_events
+from asyncio import base_events as _base_events_mod
+from asyncio import events as _events_mod
+from asyncio import format_helpers as _format_helpers_mod
+from asyncio import selector_events as _selector_events_mod
 
 from . import _native
 
@@ -33,10 +36,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_BaseEventLoop = base_events.BaseEventLoop
-_SelectorEventLoop = selector_events.BaseSelectorEventLoop
-_SocketTransport = selector_events._SelectorSocketTransport
-_Handle = events.Handle
+# This module works with asyncio's private names, which typeshed does not
+# describe: they are typed Any here.
+base_events: Any = _base_events_mod
+events: Any = _events_mod
+format_helpers: Any = _format_helpers_mod
+selector_events: Any = _selector_events_mod
+
+_BaseEventLoop: Any = base_events.BaseEventLoop
+_SelectorEventLoop: Any = selector_events.BaseSelectorEventLoop
+_SocketTransport: Any = selector_events._SelectorSocketTransport
+_Handle: Any = events.Handle
 
 # Handle._run's except clause names the callback with
 # format_helpers._format_callback_source, which takes debug= from 3.13 on.
@@ -84,8 +94,9 @@ def _core_for(selector: Any) -> Any:
     """The native epoll core whose ``_asyncio_select`` can stand for
     ``selector.select()`` + ``_process_events()``, or None."""
     from . import _selectors
-    core = getattr(selector, "_core", None)
+    core: Any = getattr(selector, "_core", None)
     if (isinstance(selector, _selectors.CoreSelector)
+            and core is not None
             and type(core) is getattr(_native, "EpollCore", None)
             and type(selector).select is _selectors.CoreSelector.select
             and selector.__dict__.get("select") == core.select):
@@ -93,7 +104,7 @@ def _core_for(selector: Any) -> Any:
     return None
 
 
-class FastSocketTransport(_SocketTransport):
+class FastSocketTransport(_SocketTransport):  # type: ignore[misc]
     """The stock socket transport with ``write()`` in C (write coalescing
     during the loop's drain).  Everything that looks at or changes the
     write side sends the deferred writes first, so it sees what the stock
@@ -136,7 +147,8 @@ class FastSocketTransport(_SocketTransport):
 
     def get_write_buffer_size(self) -> int:
         self._fs_flush()
-        return super().get_write_buffer_size()
+        size: int = super().get_write_buffer_size()
+        return size
 
     def set_write_buffer_limits(self, high: Any = None,
                                 low: Any = None) -> None:
@@ -209,7 +221,7 @@ def _is_data_descriptor(obj: Any) -> bool:
     return hasattr(tp, "__set__") or hasattr(tp, "__delete__")
 
 
-class NativeEventLoop(selector_events.BaseSelectorEventLoop):
+class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
     """Mixed into fastselectors.asyncio.EventLoop on the native tier (before
     asyncio.SelectorEventLoop in its bases)."""
 
@@ -222,7 +234,7 @@ class NativeEventLoop(selector_events.BaseSelectorEventLoop):
         if "call_soon" not in cls.__dict__ and (
                 cls._call_soon is not _BaseEventLoop._call_soon
                 or cls._check_closed is not _BaseEventLoop._check_closed):
-            cls.call_soon = _BaseEventLoop.call_soon  # type: ignore
+            cls.call_soon = _BaseEventLoop.call_soon
 
     def _fs_start(self) -> None:
         """Attach the engine, unless a subclass changed what it stands for
@@ -238,8 +250,9 @@ class NativeEventLoop(selector_events.BaseSelectorEventLoop):
     def _run_once(self) -> None:
         fs = self._fs
         if fs is None or self._debug:
-            return _BaseEventLoop._run_once(self)
-        fs.run_once(self)
+            _BaseEventLoop._run_once(self)
+        else:
+            fs.run_once(self)
 
     call_soon = _native._aio_method(_native._aio_call_soon)
 
