@@ -65,6 +65,8 @@ typedef struct {
     double min_cancelled_frac;  /* _MIN_CANCELLED_TIMER_HANDLES_FRACTION */
     Py_ssize_t coalesce_max;    /* most bytes a transport defers per turn */
     int coalesce;               /* write coalescing on */
+    int use_asyncio_select;     /* wait + _process_events in one C call */
+    int use_read;               /* the transport read path in C */
 } AioConfig;
 
 /* One per loop: loop._fs. */

@@ -264,6 +264,10 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
     cfg->coalesce_max = value ? PyLong_AsSsize_t(value) : 65536;
     value = PyDict_GetItemString(kwargs, "coalesce");
     cfg->coalesce = value ? PyObject_IsTrue(value) : 1;
+    value = PyDict_GetItemString(kwargs, "asyncio_select");
+    cfg->use_asyncio_select = value ? PyObject_IsTrue(value) : 1;
+    value = PyDict_GetItemString(kwargs, "read");
+    cfg->use_read = value ? PyObject_IsTrue(value) : 1;
     if (PyErr_Occurred()) {
         return NULL;
     }
@@ -671,7 +675,7 @@ run_handle(AioEngine *self, AioConfig *cfg, PyObject *h)
         result = NULL;
     }
     else {
-        if (nargs == 0 && PyMethod_Check(cb)
+        if (nargs == 0 && cfg->use_read && PyMethod_Check(cb)
                 && PyMethod_GET_FUNCTION(cb) == cfg->read_ready) {
             /* transport._read_ready: the read path in C. */
             result = fs_aio_read_ready(self, cfg, PyMethod_GET_SELF(cb));
@@ -726,7 +730,7 @@ engine_select(AioEngine *self, AioConfig *cfg, tview *lv, PyObject *ready,
     }
     /* Only while loop._process_events is the stock one (tests mock it on
      * the instance). */
-    stock = core == Py_None ? 0
+    stock = core == Py_None || !cfg->use_asyncio_select ? 0
         : stock_method(lv, fs_aio_names._process_events,
                        cfg->stock_process_events);
     if (stock < 0) {

@@ -25,6 +25,7 @@ from __future__ import annotations
 import _socket
 import collections
 import heapq
+import os
 from asyncio import base_events as _base_events_mod
 from asyncio import events as _events_mod
 from asyncio import format_helpers as _format_helpers_mod
@@ -47,6 +48,19 @@ _BaseEventLoop: Any = base_events.BaseEventLoop
 _SelectorEventLoop: Any = selector_events.BaseSelectorEventLoop
 _SocketTransport: Any = selector_events._SelectorSocketTransport
 _Handle: Any = events.Handle
+
+# FASTSELECTORS_AIO_DISABLE: a comma-separated list of the fast paths to
+# leave out, for measuring each one's share (benchmarks/asyncio/README.md):
+#   engine       the C turn itself (and with it everything below but
+#                call_soon and write: the stock _run_once runs)
+#   select       EpollCore._asyncio_select (select() + _process_events)
+#   call_soon    call_soon in C
+#   read         the transport's read path in C
+#   write        FastSocketTransport.write in C (and coalescing)
+#   coalesce     deferring writes to the end of the drain
+_DISABLED = frozenset(
+    name.strip() for name in
+    os.environ.get("FASTSELECTORS_AIO_DISABLE", "").split(",") if name.strip())
 
 # Handle._run's except clause names the callback with
 # format_helpers._format_callback_source, which takes debug= from 3.13 on.
@@ -123,7 +137,8 @@ class FastSocketTransport(_SocketTransport):  # type: ignore[misc]
         self._fs_wq = None
         super().__init__(*args, **kwargs)
 
-    write = _native._aio_method(_native._aio_write)
+    write = (_SocketTransport.write if "write" in _DISABLED
+             else _native._aio_method(_native._aio_write))
 
     def _fs_flush(self) -> None:
         if self._fs_wq is not None:
@@ -192,6 +207,9 @@ try:
         min_scheduled=base_events._MIN_SCHEDULED_TIMER_HANDLES,
         min_cancelled_fraction=float(
             base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION),
+        coalesce="coalesce" not in _DISABLED,
+        asyncio_select="select" not in _DISABLED,
+        read="read" not in _DISABLED,
     )
 finally:
     _probe.close()
@@ -244,7 +262,8 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
                 and cls._process_events is _SelectorEventLoop._process_events
                 and cls._add_callback is _BaseEventLoop._add_callback
                 and not any(_is_data_descriptor(getattr(cls, name, None))
-                            for name in _LOOP_DICT_NAMES)):
+                            for name in _LOOP_DICT_NAMES)
+                and "engine" not in _DISABLED):
             self._fs = _native.AioEngine()
 
     def _run_once(self) -> None:
@@ -254,7 +273,8 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
         else:
             fs.run_once(self)
 
-    call_soon = _native._aio_method(_native._aio_call_soon)
+    call_soon = (_BaseEventLoop.call_soon if "call_soon" in _DISABLED
+                 else _native._aio_method(_native._aio_call_soon))
 
     if _MAKE_TRANSPORT_KNOWN:
         def _make_socket_transport(self, sock: Any, protocol: Any,
