@@ -69,25 +69,11 @@ typedef struct {
     int use_read;               /* the transport read path in C */
 } AioConfig;
 
-/* One per loop: loop._fs. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *config;           /* the AioConfig */
-    PyObject *ready;            /* loop._ready seen last turn */
-    PyObject *ready_append;     /* its bound append / popleft */
-    PyObject *ready_popleft;
-    PyObject *selector;         /* loop._selector seen last turn */
-    PyObject *core;             /* its native core, or None */
-    PyObject *flush;            /* write queues with deferred writes */
-    unsigned long drain_thread; /* thread draining the ready queue, or 0 */
-    PyObject *drain_loop;       /* the loop being drained (borrowed) */
-    char *scratch;              /* recv() buffer of the read fast path */
-    Py_ssize_t scratch_size;
-} AioEngine;
-
 /* Deferred writes of one transport (transport._fs_wq). */
-typedef struct {
+typedef struct AioWriteQueue {
     PyObject_HEAD
+    struct AioWriteQueue *next; /* in its engine's flush chain */
+    int chained;                /* in that chain (which holds a reference) */
     PyObject *first;            /* the first bytes deferred, or NULL */
     PyObject *more;             /* a list of the ones after it, or NULL
                                    (kept, emptied, across turns) */
@@ -97,6 +83,25 @@ typedef struct {
     int fd;                     /* the socket's fd when the first chunk was
                                    deferred (close() flushes first) */
 } AioWriteQueue;
+
+/* One per loop: loop._fs. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *config;           /* the AioConfig */
+    PyObject *ready;            /* loop._ready seen last turn */
+    PyObject *ready_append;     /* its bound append / popleft */
+    PyObject *ready_popleft;
+    PyObject *selector;         /* loop._selector seen last turn */
+    PyObject *core;             /* its native core, or None */
+    struct AioWriteQueue *flush;    /* queues with deferred writes: a
+                                       chain through ->next, each held
+                                       (INCREF) by the chain; or NULL */
+    int cleared;                /* tp_clear ran */
+    unsigned long drain_thread; /* thread draining the ready queue, or 0 */
+    PyObject *drain_loop;       /* the loop being drained (borrowed) */
+    char *scratch;              /* recv() buffer of the read fast path */
+    Py_ssize_t scratch_size;
+} AioEngine;
 
 /* Interned attribute names (once per process). */
 typedef struct {

@@ -264,6 +264,13 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
     cfg->coalesce_max = value ? PyLong_AsSsize_t(value) : 65536;
     value = PyDict_GetItemString(kwargs, "coalesce");
     cfg->coalesce = value ? PyObject_IsTrue(value) : 1;
+#ifdef Py_GIL_DISABLED
+    /* Free-threaded CPython: a transport's write queue would be C state
+     * shared by every thread that writes to it; without coalescing the
+     * write path keeps no C state (the engine's own is in critical
+     * sections, FS_LOCKED).  Not testable here: no such interpreter. */
+    cfg->coalesce = 0;
+#endif
     value = PyDict_GetItemString(kwargs, "asyncio_select");
     cfg->use_asyncio_select = value ? PyObject_IsTrue(value) : 1;
     value = PyDict_GetItemString(kwargs, "read");
@@ -538,11 +545,6 @@ AioEngine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     Py_INCREF(st->aio_config);
     self->config = st->aio_config;
-    self->flush = PyList_New(0);
-    if (self->flush == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     return (PyObject *)self;
 }
 
@@ -554,7 +556,12 @@ AioEngine_traverse(AioEngine *self, visitproc visit, void *arg)
     Py_VISIT(self->ready);
     Py_VISIT(self->ready_append);
     Py_VISIT(self->ready_popleft);
-    Py_VISIT(self->flush);
+    {
+        AioWriteQueue *wq;
+        for (wq = self->flush; wq != NULL; wq = wq->next) {
+            Py_VISIT((PyObject *)wq);
+        }
+    }
     Py_VISIT(self->selector);
     Py_VISIT(self->core);
     return 0;
@@ -566,7 +573,14 @@ AioEngine_clear(AioEngine *self)
     Py_CLEAR(self->ready);
     Py_CLEAR(self->ready_append);
     Py_CLEAR(self->ready_popleft);
-    Py_CLEAR(self->flush);
+    self->cleared = 1;
+    while (self->flush != NULL) {
+        AioWriteQueue *wq = self->flush;
+        self->flush = wq->next;
+        wq->next = NULL;
+        wq->chained = 0;
+        Py_DECREF(wq);
+    }
     Py_CLEAR(self->selector);
     Py_CLEAR(self->core);
     /* config stays until dealloc: run_once may still be on the stack */
@@ -1062,7 +1076,7 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
     tview lv;
     int rc = -1;
 
-    if (self->flush == NULL) {
+    if (self->cleared) {
         PyErr_SetString(PyExc_RuntimeError, "the engine was cleared");
         return NULL;
     }
@@ -1107,7 +1121,7 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
         self->drain_thread = 0;
     }
     /* Writes deferred by the handles leave now, whatever happened. */
-    if (PyList_GET_SIZE(self->flush) > 0) {
+    if (self->flush != NULL) {
         PyObject *exc = rc < 0 ? fs_aio_fetch_exception() : NULL;
         if (fs_aio_flush_all(self, cfg) < 0) {
             if (exc != NULL) {

@@ -696,23 +696,30 @@ flush_queue(AioConfig *cfg, AioWriteQueue *wq)
     return 0;
 }
 
-/* Every queue of the engine's flush list.  The first error is raised
- * after all were tried (later ones are reported as unraisable). */
+/* Every queue of the engine's flush chain, in the order they were
+ * queued.  The first error is raised after all were tried (later ones are
+ * reported as unraisable). */
 int
 fs_aio_flush_all(AioEngine *engine, AioConfig *cfg)
 {
-    PyObject *list, *exc = NULL;
-    Py_ssize_t i;
+    PyObject *exc = NULL;
 
-    while (engine->flush != NULL && PyList_GET_SIZE(engine->flush) > 0) {
-        PyObject *fresh = PyList_New(0);
-        if (fresh == NULL) {
-            break;
+    while (engine->flush != NULL) {
+        /* Take the chain: writes made by the code the flushes run queue
+         * into a new one, sent by the next round of this loop. */
+        AioWriteQueue *wq = engine->flush, *prev = NULL, *next;
+        engine->flush = NULL;
+        /* The chain was built by pushing at the head: reverse it. */
+        while (wq != NULL) {
+            next = wq->next;
+            wq->next = prev;
+            prev = wq;
+            wq = next;
         }
-        list = engine->flush;
-        engine->flush = fresh;
-        for (i = 0; i < PyList_GET_SIZE(list); i++) {
-            AioWriteQueue *wq = (AioWriteQueue *)PyList_GET_ITEM(list, i);
+        for (wq = prev; wq != NULL; wq = next) {
+            next = wq->next;
+            wq->next = NULL;
+            wq->chained = 0;
             if (wq->size > 0 && flush_queue(cfg, wq) < 0) {
                 if (exc == NULL) {
                     exc = fs_aio_fetch_exception();
@@ -721,11 +728,11 @@ fs_aio_flush_all(AioEngine *engine, AioConfig *cfg)
                     PyErr_WriteUnraisable((PyObject *)wq);
                 }
             }
-            else if (wq->transport != NULL) {
+            else {
                 Py_CLEAR(wq->transport);
             }
+            Py_DECREF(wq);          /* the chain's reference */
         }
-        Py_DECREF(list);
     }
     if (exc != NULL) {
         fs_aio_restore_exception(exc);
@@ -824,15 +831,20 @@ defer(fs_module_state *st, AioConfig *cfg, AioEngine *engine, tview *v,
     wq->size += n;
     fs_aio_stats.deferred++;
     if (wq->transport == NULL) {
-        /* First deferred chunk of this turn: queue it for the flush. */
+        /* First deferred chunk of this turn: chain it for the flush. */
         int fd = -1;
-        if (transport_fd(cfg, v, &fd) < 0
-                || PyList_Append(engine->flush, (PyObject *)wq) < 0) {
+        if (transport_fd(cfg, v, &fd) < 0) {
             return NULL;
         }
         wq->fd = fd;
         Py_INCREF(t);
         wq->transport = t;
+        if (!wq->chained) {
+            Py_INCREF(wq);
+            wq->chained = 1;
+            wq->next = engine->flush;
+            engine->flush = wq;
+        }
     }
     return wq;
 }

@@ -1240,3 +1240,136 @@ def test_many_connections_do_not_leak_transports():
         return sum(ref() is not None for ref in refs)
 
     assert same(lambda loop: bounded(loop, main(loop))) == 0
+
+
+# -- hostile protocols --------------------------------------------------------
+
+def _hostile_run(action):
+    """A protocol whose data_received does *action* to its transport; the
+    peer sends three messages; returns what both sides saw."""
+    async def main(loop):
+        events = []
+        handled = []
+        loop.set_exception_handler(
+            lambda lp, c: handled.append((c["message"],
+                                          type(c.get("exception")).__name__)))
+
+        class Hostile(Recorder):
+            def data_received(self, data):
+                super().data_received(data)
+                action(self.transport, data)
+
+        tr, proto, peer = await connected(loop, lambda: Hostile(events))
+        try:
+            for msg in (b"one", b"two", b"three"):
+                try:
+                    await loop.sock_sendall(peer, msg)
+                except ConnectionError:
+                    break
+                await asyncio.sleep(0.005)
+            peer.shutdown(socket.SHUT_WR)
+            got = await read_all(loop, peer)
+            for _ in range(100):
+                if any(isinstance(e, tuple) and e[0] == "lost"
+                       for e in events):
+                    break
+                await asyncio.sleep(0.002)
+            return events, handled, got
+        finally:
+            peer.close()
+
+    return same(lambda loop: bounded(loop, main(loop)))
+
+
+def _close_then_raise(tr, data):
+    tr.write(b"reply")
+    tr.close()
+    raise RuntimeError("after close")
+
+
+def _abort_then_write(tr, data):
+    tr.write(b"before")
+    tr.abort()
+    tr.write(b"after abort")
+
+
+def _pause_and_resume_later(tr, data):
+    tr.write(data.upper())
+    tr.pause_reading()
+    asyncio.get_running_loop().call_later(0.002, tr.resume_reading)
+
+
+def _write_eof_then_write(tr, data):
+    tr.write(b"last")
+    tr.write_eof()
+    try:
+        tr.write(b"too late")
+    except RuntimeError:
+        tr.write_eof()      # a second one is a no-op
+
+
+def _switch_to_buffered(tr, data):
+    # set_protocol() to a BufferedProtocol: the read path follows
+    # _read_ready_cb, which set_protocol changes.
+    events = tr.get_protocol().events
+    new = BufferedRecorder(events)
+    new.transport = tr
+    tr.set_protocol(new)
+    tr.write(b"switched")
+
+
+def _many_small_writes(tr, data):
+    for i in range(200):
+        tr.write(b"%03d" % i)
+    tr.write(bytearray(b"!"))
+
+
+@pytest.mark.parametrize("action", [
+    _close_then_raise, _abort_then_write, _pause_and_resume_later,
+    _write_eof_then_write, _switch_to_buffered, _many_small_writes],
+    ids=lambda f: f.__name__.strip("_"))
+def test_hostile_protocol(action):
+    _hostile_run(action)
+
+
+def test_random_write_scripts_match_stock():
+    # Seeded random scripts of write/writelines/get_write_buffer_size/
+    # write_eof/close calls from data_received; bytes on the wire and
+    # protocol events must be the stock ones.
+    import random
+
+    for seed in range(12):
+        rnd = random.Random(seed)
+        script = []
+        for _ in range(rnd.randint(1, 12)):
+            op = rnd.choice(["write", "write", "write", "bytearray",
+                             "memoryview", "writelines", "size", "big"])
+            script.append((op, rnd.randint(0, 3000)))
+        script.append((rnd.choice(["none", "write_eof", "close", "abort"]),
+                       0))
+
+        def action(tr, data, script=script):
+            if data != b"one":
+                return
+            for op, n in script:
+                payload = bytes([65 + n % 26]) * n
+                if op == "write":
+                    tr.write(payload)
+                elif op == "bytearray":
+                    tr.write(bytearray(payload))
+                elif op == "memoryview":
+                    tr.write(memoryview(payload))
+                elif op == "writelines":
+                    tr.writelines([payload, b"|"])
+                elif op == "size":
+                    tr.get_write_buffer_size()
+                elif op == "big":
+                    tr.write(payload * 40)
+                elif op == "write_eof":
+                    tr.write_eof()
+                elif op == "close":
+                    tr.close()
+                elif op == "abort":
+                    tr.abort()
+
+        _hostile_run(action)

@@ -49,6 +49,36 @@ SERVERS = os.path.join(HERE, "aioservers.py")
 W3 = os.path.join(HERE, "w3.py")
 CLIENT_C = os.path.join(HERE, "load_client.c")
 LOOPS = ("asyncio", "fast-asyncio", "uvloop")
+# --steps: fastselectors.asyncio with its fast paths added one at a time
+# (FASTSELECTORS_AIO_DISABLE, src/fastselectors/_aio.py), between asyncio
+# and uvloop.  "fast-asyncio~A+B" runs fast-asyncio with A and B disabled.
+STEPS = [
+    ("S0", "engine,select,call_soon,read,write,coalesce"),
+    ("S1", "select,call_soon,read,write,coalesce"),
+    ("S2", "call_soon,read,write,coalesce"),
+    ("S3", "read,write,coalesce"),
+    ("S4", "write,coalesce"),
+    ("S5", "coalesce"),
+    ("S6", ""),
+]
+STEP_NAMES = {
+    "S0": "stock loop, our selector", "S1": "(b) the turn in C",
+    "S2": "+ (a) _asyncio_select", "S3": "+ call_soon in C",
+    "S4": "+ read path in C", "S5": "+ write in C",
+    "S6": "+ write coalescing (all)"}
+
+
+def loop_env(loop):
+    """(the --loop argument, extra environment) of a loop spec."""
+    if "~" in loop:
+        name, disabled = loop.split("~", 1)
+        return name, {"FASTSELECTORS_AIO_DISABLE":
+                      disabled.replace("+", ",")}
+    return loop, {}
+
+
+def step_spec(label):
+    return "fast-asyncio~" + dict(STEPS)[label].replace(",", "+")
 WORKLOADS = ("w3", "http", "http-split", "echo", "resp")
 BASE = "asyncio"
 
@@ -83,11 +113,13 @@ def pinned(argv, cpu):
 
 class Server:
     def __init__(self, args, loop, app):
+        loop, env = loop_env(loop)
         argv = pinned([args.python, SERVERS, "--loop", loop, "--app", app,
                        "--max-seconds", str(args.duration * 3 + 120)],
                       args.server_cpu)
         self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                     env=dict(os.environ, **env),
                                      stdout=subprocess.PIPE, stderr=self.err,
                                      universal_newlines=True)
         line = self.proc.stdout.readline()
@@ -226,11 +258,13 @@ def one_server_run(args, loop, app, client):
 
 
 def one_w3_run(args, loop):
+    loop, env = loop_env(loop)
     argv = pinned([args.python, W3, "--loop", loop, "--seconds",
                    str(args.duration), "--warmup", str(min(args.warmup, 1))],
                   args.server_cpu)
     proc = subprocess.run(argv, capture_output=True, text=True,
-                          timeout=args.duration + 60)
+                          timeout=args.duration + 60,
+                          env=dict(os.environ, **env))
     if proc.returncode == 3:
         raise Skip(proc.stderr.strip())
     if proc.returncode != 0:
@@ -253,6 +287,9 @@ def main(argv=None):
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--loops", default=",".join(LOOPS))
+    parser.add_argument("--steps", action="store_true",
+                        help="fast-asyncio step by step (S0..S6) between "
+                             "asyncio and uvloop; default workloads w3,http")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
@@ -267,6 +304,11 @@ def main(argv=None):
         args.rounds, args.duration, args.warmup = 1, 1.0, 0.0
     if args.no_pin:
         args.server_cpu = args.client_cpu = None
+    if args.steps:
+        if args.workloads == ",".join(WORKLOADS):
+            args.workloads = "w3,http"
+        args.loops = ",".join(["asyncio"] + [step_spec(k) for k, _ in STEPS]
+                              + ["uvloop"])
     workloads = [w for w in args.workloads.split(",") if w]
     loops = [lp for lp in args.loops.split(",") if lp]
     required = set(filter(None, args.require.split(",")))
@@ -319,7 +361,8 @@ def main(argv=None):
                 samples.setdefault((w, loop), []).append(res)
                 print("round {} {:<10} {:<16} {:>10.0f}/s  user {:6.2f} "
                       "us/req  sys {:6.2f} us/req".format(
-                          rnd, w, loop, res[0], res[1], res[2]), flush=True)
+                          rnd, w, loop[:40], res[0], res[1], res[2]),
+                      flush=True)
             base = this_round.get(BASE)
             for loop, res in this_round.items():
                 if base:
@@ -344,6 +387,33 @@ def main(argv=None):
 
     def fx(v, fmt):
         return "-" if v is None else fmt.format(v)
+
+    def show(loop):
+        for label, disabled in STEPS:
+            if loop == step_spec(label):
+                return "{} {}".format(label, STEP_NAMES[label])
+        return loop
+
+    if args.steps:
+        lines = ["| loop | " + " | ".join(
+            "{} /s | vs asyncio | user µs".format(w) for w in workloads)
+            + " |", "| --- |" + " ---: | ---: | ---: |" * len(workloads)]
+        for loop in loops:
+            cells = [show(loop)]
+            for w in workloads:
+                r = [x for x in table if x["workload"] == w][0].get(loop, {})
+                cells += [fx(r.get("rate"), "{:,.0f}"),
+                          fx(r.get("vs_asyncio"), "{:.2f}×"),
+                          fx(r.get("user_us"), "{:.2f}")]
+            lines.append("| " + " | ".join(cells) + " |")
+        text = "\n".join(lines)
+        print()
+        print(text)
+        with open(os.path.join(args.results, "steps.md"), "w") as f:
+            f.write(text + "\n")
+        with open(os.path.join(args.results, "steps.json"), "w") as f:
+            json.dump({"rows": table, "errors": errors}, f, indent=1)
+        return 1 if errors else 0
 
     lines = ["| workload | " + " | ".join(
         "{} req/s".format(lp) for lp in loops) + " | " + " | ".join(
