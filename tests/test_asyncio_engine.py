@@ -88,6 +88,8 @@ def test_our_loop_is_a_selector_event_loop():
         loop.close()
 
 
+@pytest.mark.skipif(sys.implementation.name != "cpython",
+                    reason="objects die by reference counting on CPython only")
 def test_no_reference_cycle_between_loop_and_engine():
     # The engine is handed the loop per turn, never stored: a closed loop
     # dies by reference counting, like the stock one.
