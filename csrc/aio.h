@@ -21,10 +21,14 @@
 #define FS_READONLY 1
 #define FS_SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
+/* The loop attributes the engine reads: NativeEventLoop's __slots__. */
+#define FS_LOOP_NFIELDS 9
+extern PyObject *fs_aio_loop_names[FS_LOOP_NFIELDS];
+
 /* The transport attributes the hot paths read (see tview below). */
 enum {
     FS_F_CONN_LOST, FS_F_BUFFER, FS_F_EOF, FS_F_EMPTY_WAITER, FS_F_SOCK,
-    FS_F_READ_READY_CB, FS_F_PROTOCOL, FS_F_FS_WQ, FS_NFIELDS
+    FS_F_READ_READY_CB, FS_F_PROTOCOL, FS_F_FS_WQ, FS_F_CLOSING, FS_NFIELDS
 };
 
 typedef struct {
@@ -53,12 +57,16 @@ typedef struct {
     /* _SelectorSocketTransport's functions reproduced in C */
     PyObject *read_ready, *rr_data, *rr_buffer, *stock_write;
     PyTypeObject *socket_type;  /* _socket.socket */
+    PyTypeObject *socket_py_type;   /* socket.socket (the usual one) */
     Py_ssize_t sock_fd_offset;  /* of its sock_fd (checked), or 0 */
     PyTypeObject *socket_transport_type;    /* _SelectorSocketTransport */
     PyTypeObject *fast_transport_type;      /* _aio.FastSocketTransport */
     Py_ssize_t off_tr_loop, off_tr_high_water;  /* _FlowControlMixin slots */
     Py_ssize_t fast_off[FS_NFIELDS];    /* FastSocketTransport's slots */
     int fast_slots;             /* all of them found */
+    PyTypeObject *loop_type;    /* _aio.NativeEventLoop */
+    Py_ssize_t loop_off[FS_LOOP_NFIELDS];   /* its slots */
+    int loop_slots;             /* all of them found */
     PyTypeObject *deque_type;   /* collections.deque */
     double max_select_timeout;  /* base_events.MAXIMUM_SELECT_TIMEOUT */
     Py_ssize_t min_sched;       /* _MIN_SCHEDULED_TIMER_HANDLES */
@@ -113,7 +121,7 @@ typedef struct {
         *_protocol, *data_received, *get_buffer, *buffer_updated,
         *_fatal_error, *_read_ready__on_eof, *_eof, *_empty_waiter,
         *_buffer, *_loop, *_fs, *_fs_wq, *_high_water, *_asyncio_select,
-        *context, *recv_into;
+        *context, *recv_into, *_closing;
 } AioNames;
 
 extern AioNames fs_aio_names;
@@ -141,17 +149,25 @@ extern AioStats fs_aio_stats;
 typedef struct {
     PyObject *t;
     PyObject *dict;             /* t.__dict__, or NULL */
-    const Py_ssize_t *off;      /* slot offsets of the FS_F_* fields, or
-                                   NULL: read them from dict */
+    const Py_ssize_t *off;      /* slot offsets of the names below, or NULL:
+                                   read everything from dict */
+    PyObject *const *names;     /* the slotted names (interned) */
+    int nnames;
 } tview;
 
+/* Open a view of t.  off/names/nnames: its __slots__ (may be NULL/0);
+ * want_dict: fetch its __dict__ too (needed when off is NULL, or to see
+ * instance attributes that are not slots). */
 static inline int
-tview_open(tview *v, PyObject *t, const Py_ssize_t *off)
+tview_open2(tview *v, PyObject *t, const Py_ssize_t *off,
+            PyObject *const *names, int nnames, int want_dict)
 {
     v->t = t;
     v->off = off;
+    v->names = names;
+    v->nnames = off != NULL ? nnames : 0;
     v->dict = NULL;
-    if (off != NULL) {
+    if (off != NULL && !want_dict) {
         return 0;
     }
     v->dict = PyObject_GenericGetDict(t, NULL);
@@ -164,16 +180,35 @@ tview_open(tview *v, PyObject *t, const Py_ssize_t *off)
     return 0;
 }
 
+static inline int
+tview_open(tview *v, PyObject *t, const Py_ssize_t *off)
+{
+    return tview_open2(v, t, off, NULL, 0, off == NULL);
+}
+
 static inline void
 tview_close(tview *v)
 {
     Py_CLEAR(v->dict);
 }
 
-/* t.name as a new reference (never through a slot). */
+/* t.name as a new reference: a slot if name is one of the view's slotted
+ * names (compared by identity: interned), else from __dict__, else
+ * getattr. */
 static inline PyObject *
 tget(tview *v, PyObject *name)
 {
+    int i;
+    for (i = 0; i < v->nnames; i++) {
+        if (v->names[i] == name) {
+            PyObject *value = FS_SLOT(v->t, v->off[i]);
+            if (value != NULL) {
+                Py_INCREF(value);
+                return value;
+            }
+            return PyObject_GetAttr(v->t, name);    /* AttributeError */
+        }
+    }
     if (v->dict != NULL) {
         PyObject *value = PyDict_GetItemWithError(v->dict, name);
         if (value != NULL) {
@@ -223,6 +258,7 @@ int fs_aio_flush_all(AioEngine *engine, AioConfig *cfg);
 PyObject *fs_aio_flush_transport(PyObject *module, PyObject *transport);
 PyObject *fs_aio_write(PyObject *module, PyObject *const *args,
                        Py_ssize_t nargs);
+PyObject *fs_aio_is_closing(PyObject *module, PyObject *transport);
 int fs_aio_transport_init(PyObject *module, fs_module_state *state);
 int fs_aio_fast_slots(AioConfig *cfg,
                       Py_ssize_t (*slot_offset)(PyTypeObject *, PyObject *));

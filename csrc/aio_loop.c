@@ -35,6 +35,18 @@
 
 AioNames fs_aio_names;
 AioStats fs_aio_stats;
+PyObject *fs_aio_loop_names[FS_LOOP_NFIELDS];
+
+/* A view of a loop: NativeEventLoop's slots in place, its __dict__ for
+ * the rest (instance attributes that override methods: time, ...). */
+static int
+lview_open(AioConfig *cfg, tview *lv, PyObject *loop)
+{
+    int slotted = cfg->loop_slots
+        && PyObject_TypeCheck(loop, cfg->loop_type);
+    return tview_open2(lv, loop, slotted ? cfg->loop_off : NULL,
+                       fs_aio_loop_names, FS_LOOP_NFIELDS, 1);
+}
 
 /* The engine draining a ready queue in this thread, if any: a write() of
  * a transport of that loop may be deferred to the end of the drain. */
@@ -88,9 +100,11 @@ AioConfig_traverse(AioConfig *self, visitproc visit, void *arg)
     Py_VISIT(self->rr_buffer);
     Py_VISIT(self->stock_write);
     Py_VISIT(self->socket_type);
+    Py_VISIT(self->socket_py_type);
     Py_VISIT(self->socket_transport_type);
     Py_VISIT(self->fast_transport_type);
     Py_VISIT(self->deque_type);
+    Py_VISIT(self->loop_type);
     return 0;
 }
 
@@ -115,9 +129,11 @@ AioConfig_clear(AioConfig *self)
     Py_CLEAR(self->rr_buffer);
     Py_CLEAR(self->stock_write);
     Py_CLEAR(self->socket_type);
+    Py_CLEAR(self->socket_py_type);
     Py_CLEAR(self->socket_transport_type);
     Py_CLEAR(self->fast_transport_type);
     Py_CLEAR(self->deque_type);
+    Py_CLEAR(self->loop_type);
     return 0;
 }
 
@@ -244,6 +260,8 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
             || take(kwargs, "write", &cfg->stock_write, NULL) < 0
             || take(kwargs, "socket", (PyObject **)&cfg->socket_type,
                     &PyType_Type) < 0
+            || take(kwargs, "socket_socket", (PyObject **)&cfg->socket_py_type,
+                    &PyType_Type) < 0
             || take(kwargs, "SocketTransport",
                     (PyObject **)&cfg->socket_transport_type,
                     &PyType_Type) < 0
@@ -251,6 +269,8 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
                     (PyObject **)&cfg->fast_transport_type,
                     &PyType_Type) < 0
             || take(kwargs, "deque", (PyObject **)&cfg->deque_type,
+                    &PyType_Type) < 0
+            || take(kwargs, "NativeEventLoop", (PyObject **)&cfg->loop_type,
                     &PyType_Type) < 0) {
         return NULL;
     }
@@ -297,6 +317,14 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
         && offs[4] >= 0 && offs[5] >= 0 && value != NULL
         && PyObject_IsTrue(value) == 1;
     fs_aio_fast_slots(cfg, slot_offset_o);
+    cfg->loop_slots = 1;
+    for (i = 0; i < FS_LOOP_NFIELDS; i++) {
+        cfg->loop_off[i] = slot_offset_o(cfg->loop_type,
+                                         fs_aio_loop_names[i]);
+        if (cfg->loop_off[i] < 0) {
+            cfg->loop_slots = 0;
+        }
+    }
     /* The transport's _FlowControlMixin slots. */
     cfg->off_tr_loop = slot_offset(cfg->socket_transport_type, "_loop");
     cfg->off_tr_high_water = slot_offset(cfg->socket_transport_type,
@@ -400,7 +428,7 @@ exit_exception_pending(void)
 
 /* handle._cancelled as 1/0, -1 on error.  Handles (and subclasses, which
  * keep the slot offset) are read in place; anything else by attribute. */
-static int
+static inline int
 handle_cancelled(AioConfig *cfg, PyObject *h)
 {
     PyObject *value;
@@ -1081,7 +1109,7 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
         return NULL;
     }
     Py_INCREF(loop);
-    if (tview_open(&lv, loop, NULL) < 0) {
+    if (lview_open(cfg, &lv, loop) < 0) {
         Py_DECREF(loop);
         return NULL;
     }
@@ -1201,6 +1229,21 @@ static PyType_Spec AioEngine_spec = {
     .slots = AioEngine_slots,
 };
 
+/* The engine of the loop of view lv (its _fs), borrowed, or NULL (no
+ * exception). */
+static PyObject *
+fs_aio_engine_in(fs_module_state *state, tview *lv)
+{
+    PyObject *fs;
+    fs = tget(lv, fs_aio_names._fs);
+    if (fs == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_DECREF(fs);      /* the loop holds it */
+    return Py_IS_TYPE(fs, state->aio_engine_type) ? fs : NULL;
+}
+
 /* The engine of loop (loop._fs), borrowed, or NULL (no exception). */
 PyObject *
 fs_aio_engine_of(fs_module_state *state, PyObject *loop)
@@ -1265,6 +1308,8 @@ aio_call_soon(PyObject *module, PyObject *const *args, size_t nargsf,
     AioConfig *cfg = fs_aio_config(st);
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf), nkw, i;
     PyObject *loop, *context = NULL, *cbargs, *h, *ready, *r;
+    AioEngine *engine;
+    tview lv;
     int c;
 
     nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -1275,22 +1320,31 @@ aio_call_soon(PyObject *module, PyObject *const *args, size_t nargsf,
         goto stock;         /* the stock TypeError */
     }
     for (i = 0; i < nkw; i++) {
-        if (PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, i),
-                              fs_aio_names.context) != 0) {
+        PyObject *kw = PyTuple_GET_ITEM(kwnames, i);
+        if (kw != fs_aio_names.context
+                && !(PyUnicode_IS_COMPACT_ASCII(kw)
+                     && PyUnicode_GET_LENGTH(kw) == 7
+                     && memcmp(PyUnicode_DATA(kw), "context", 7) == 0)) {
             goto stock;     /* the stock TypeError */
         }
         context = args[nargs + i];
     }
     loop = args[0];
-    c = attr_true(loop, fs_aio_names._debug);
+    /* The loop's attributes in place (see tview in aio.h). */
+    if (lview_open(cfg, &lv, loop) < 0) {
+        return NULL;
+    }
+    c = ttrue(&lv, fs_aio_names._debug);
     if (c != 0) {
+        tview_close(&lv);
         if (c < 0) {
             return NULL;
         }
         goto stock;         /* debug checks and source tracebacks */
     }
-    c = attr_true(loop, fs_aio_names._closed);
+    c = ttrue(&lv, fs_aio_names._closed);
     if (c != 0) {
+        tview_close(&lv);
         if (c > 0) {
             PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         }
@@ -1298,6 +1352,7 @@ aio_call_soon(PyObject *module, PyObject *const *args, size_t nargsf,
     }
     cbargs = PyTuple_New(nargs - 2);
     if (cbargs == NULL) {
+        tview_close(&lv);
         return NULL;
     }
     for (i = 2; i < nargs; i++) {
@@ -1306,16 +1361,27 @@ aio_call_soon(PyObject *module, PyObject *const *args, size_t nargsf,
     }
     h = make_handle(cfg, args[1], cbargs, loop, context);
     Py_DECREF(cbargs);
-    if (h == NULL) {
-        return NULL;
-    }
-    ready = PyObject_GetAttr(loop, fs_aio_names._ready);
+    ready = h == NULL ? NULL : tget(&lv, fs_aio_names._ready);
     if (ready == NULL) {
-        Py_DECREF(h);
+        Py_XDECREF(h);
+        tview_close(&lv);
         return NULL;
     }
-    r = PyObject_CallMethodOneArg(ready, fs_aio_names.append, h);
+    /* self._ready.append(handle): the engine's bound append when it is
+     * this deque's (the turn binds it), else looked up. */
+    engine = (AioEngine *)fs_aio_engine_in(st, &lv);
+    if (engine != NULL && engine->ready == ready
+            && engine->ready_append != NULL) {
+        PyObject *append = engine->ready_append;
+        Py_INCREF(append);
+        r = call1(append, h);
+        Py_DECREF(append);
+    }
+    else {
+        r = PyObject_CallMethodOneArg(ready, fs_aio_names.append, h);
+    }
     Py_DECREF(ready);
+    tview_close(&lv);
     if (r == NULL) {
         Py_DECREF(h);
         return NULL;
@@ -1435,6 +1501,8 @@ PyMethodDef fs_aio_methods[] = {
     {"_aio_write", (PyCFunction)(void (*)(void))fs_aio_write,
      METH_FASTCALL, "_aio_write(transport, data): the socket transport's "
      "write(), with coalescing."},
+    {"_aio_is_closing", (PyCFunction)fs_aio_is_closing, METH_O,
+     "_aio_is_closing(transport): transport._closing."},
     {"_aio_flush", (PyCFunction)fs_aio_flush_transport, METH_O,
      "_aio_flush(transport): send its deferred writes now."},
     {NULL, NULL, 0, NULL}
@@ -1460,7 +1528,17 @@ init_names(void)
     NAME(_fatal_error) NAME(_read_ready__on_eof) NAME(_eof)
     NAME(_empty_waiter) NAME(_buffer) NAME(_loop) NAME(_fs) NAME(_fs_wq)
     NAME(_high_water) NAME(_asyncio_select) NAME(context) NAME(recv_into)
+    NAME(_closing)
     fs_aio_names._scheduled_attr = fs_aio_names._scheduled;
+    fs_aio_loop_names[0] = fs_aio_names._ready;
+    fs_aio_loop_names[1] = fs_aio_names._scheduled;
+    fs_aio_loop_names[2] = fs_aio_names._stopping;
+    fs_aio_loop_names[3] = fs_aio_names._debug;
+    fs_aio_loop_names[4] = fs_aio_names._closed;
+    fs_aio_loop_names[5] = fs_aio_names._selector;
+    fs_aio_loop_names[6] = fs_aio_names._fs;
+    fs_aio_loop_names[7] = fs_aio_names._clock_resolution;
+    fs_aio_loop_names[8] = fs_aio_names._timer_cancelled_count;
     return 0;
 }
 

@@ -127,6 +127,7 @@ field_name(int field)
     case FS_F_SOCK: return &fs_aio_names._sock;
     case FS_F_READ_READY_CB: return &fs_aio_names._read_ready_cb;
     case FS_F_PROTOCOL: return &fs_aio_names._protocol;
+    case FS_F_CLOSING: return &fs_aio_names._closing;
     default: return &fs_aio_names._fs_wq;
     }
 }
@@ -145,7 +146,7 @@ topen(AioConfig *cfg, tview *v, PyObject *t)
 static inline PyObject *
 tfield(tview *v, int field)
 {
-    if (v->off != NULL) {
+    if (v->off != NULL && v->nnames == 0) {
         PyObject *value = FS_SLOT(v->t, v->off[field]);
         if (value != NULL) {
             Py_INCREF(value);
@@ -213,7 +214,8 @@ socket_fd(AioConfig *cfg, PyObject *sock, int *fd)
 {
     long value;
 
-    if (!PyObject_TypeCheck(sock, cfg->socket_type)) {
+    if (!Py_IS_TYPE(sock, cfg->socket_py_type)
+            && !PyObject_TypeCheck(sock, cfg->socket_type)) {
         return 0;
     }
     if (cfg->sock_fd_offset > 0) {
@@ -329,11 +331,18 @@ scratch(AioEngine *engine, Py_ssize_t size)
 static Py_ssize_t
 max_size_of(tview *v)
 {
-    PyObject *ms = NULL;
+    PyObject *ms = NULL, *dict = v->dict;
     Py_ssize_t value = -1;
 
-    if (v->dict != NULL) {
-        ms = PyDict_GetItemWithError(v->dict, fs_aio_names.max_size);
+    if (dict == NULL && v->off != NULL) {
+        /* slots: an instance may still set max_size in its __dict__ */
+        dict = v->dict = PyObject_GenericGetDict(v->t, NULL);
+        if (dict == NULL) {
+            PyErr_Clear();
+        }
+    }
+    if (dict != NULL) {
+        ms = PyDict_GetItemWithError(dict, fs_aio_names.max_size);
         if (ms == NULL && PyErr_Occurred()) {
             return -2;
         }
@@ -1008,6 +1017,27 @@ fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     tview_close(&v);
     Py_DECREF(args[0]);
     return result;
+}
+
+/* _aio_is_closing(transport): FastSocketTransport.is_closing, which is
+ * the stock "return self._closing", in place. */
+PyObject *
+fs_aio_is_closing(PyObject *module, PyObject *t)
+{
+    fs_module_state *st = PyModule_GetState(module);
+    AioConfig *cfg = fs_aio_config(st);
+    tview v;
+    PyObject *value;
+
+    if (cfg == NULL || !Py_IS_TYPE(t, cfg->fast_transport_type)) {
+        return PyObject_GetAttr(t, fs_aio_names._closing);
+    }
+    if (topen(cfg, &v, t) < 0) {
+        return NULL;
+    }
+    value = tfield(&v, FS_F_CLOSING);
+    tview_close(&v);
+    return value;
 }
 
 /* The offsets of FastSocketTransport's slots (aio_loop.c's setup). */

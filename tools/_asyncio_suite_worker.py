@@ -29,6 +29,7 @@ the stacks and exit: the driver records it as a hang and resumes after it.
 import argparse
 import faulthandler
 import json
+import signal
 import sys
 import time
 import unittest
@@ -169,6 +170,11 @@ def main():
     args = parser.parse_args()
 
     faulthandler.enable()
+    # A process started in the background of a non-interactive shell
+    # inherits SIGINT ignored, and then _thread.interrupt_main() (used by
+    # test_runners and others) does nothing: those tests would hang.  Run
+    # them as a foreground interpreter would.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     what = "stock"
     if args.loop == "ours":
         what = install_ours(args.selectors)

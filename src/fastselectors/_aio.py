@@ -26,6 +26,7 @@ import _socket
 import collections
 import heapq
 import os
+import socket
 from asyncio import base_events as _base_events_mod
 from asyncio import events as _events_mod
 from asyncio import format_helpers as _format_helpers_mod
@@ -128,7 +129,7 @@ class FastSocketTransport(_SocketTransport):  # type: ignore[misc]
     # stock code sets them all in __init__.  _fs_wq: the write queue, made
     # at the first deferred write.
     __slots__ = ("_conn_lost", "_buffer", "_eof", "_empty_waiter", "_sock",
-                 "_read_ready_cb", "_protocol", "_fs_wq")
+                 "_read_ready_cb", "_protocol", "_fs_wq", "_closing")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Class defaults the slots would hide: _SelectorTransport._sock is
@@ -139,6 +140,11 @@ class FastSocketTransport(_SocketTransport):  # type: ignore[misc]
 
     write = (_SocketTransport.write if "write" in _DISABLED
              else _native._aio_method(_native._aio_write))
+
+    # The stock is_closing() is "return self._closing" (checked below):
+    # streams' drain() calls it for every write.
+    if _SocketTransport.is_closing.__code__.co_names == ("_closing",):
+        is_closing = _native._aio_method(_native._aio_is_closing)
 
     def _fs_flush(self) -> None:
         if self._fs_wq is not None:
@@ -178,44 +184,6 @@ class FastSocketTransport(_SocketTransport):  # type: ignore[misc]
 _HANDLE_SLOTS = {"_callback", "_args", "_cancelled", "_loop",
                  "_source_traceback", "_repr", "__weakref__", "_context"}
 
-_probe = _socket.socket()
-try:
-    _native._aio_setup(
-        Handle=_Handle,
-        TimerHandle=events.TimerHandle,
-        handle_run=_Handle._run,
-        handle_slots_known=set(_Handle.__slots__) == _HANDLE_SLOTS,
-        heappop=heapq.heappop,
-        heapify=heapq.heapify,
-        report=_report,
-        run_debug=_run_debug,
-        core_for=_core_for,
-        run_once=_BaseEventLoop._run_once,
-        call_soon=_BaseEventLoop.call_soon,
-        time=_BaseEventLoop.time,
-        process_events=_SelectorEventLoop._process_events,
-        read_ready=_SocketTransport._read_ready,
-        read_ready__data_received=_SocketTransport._read_ready__data_received,
-        read_ready__get_buffer=_SocketTransport._read_ready__get_buffer,
-        write=_SocketTransport.write,
-        socket=_socket.socket,
-        probe_socket=_probe,
-        SocketTransport=_SocketTransport,
-        FastSocketTransport=FastSocketTransport,
-        deque=collections.deque,
-        max_select_timeout=float(base_events.MAXIMUM_SELECT_TIMEOUT),
-        min_scheduled=base_events._MIN_SCHEDULED_TIMER_HANDLES,
-        min_cancelled_fraction=float(
-            base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION),
-        coalesce="coalesce" not in _DISABLED,
-        asyncio_select="select" not in _DISABLED,
-        read="read" not in _DISABLED,
-    )
-finally:
-    _probe.close()
-
-
-
 # BaseSelectorEventLoop._make_socket_transport as it is on 3.9-3.13: we
 # make a FastSocketTransport the same way where its signature is the one we
 # know; elsewhere the stock transport (with the C read path only).
@@ -227,23 +195,25 @@ _MAKE_TRANSPORT_KNOWN = (
 _MAKE_TRANSPORT_ENSURES_FD = "_ensure_fd_no_transport" in _mst.co_names
 del _mst
 
-# Loop attributes the engine reads from the instance __dict__ (the stock
-# code sets them in __init__); a subclass making one a property keeps the
-# stock path.
-_LOOP_DICT_NAMES = ("_ready", "_scheduled", "_timer_cancelled_count",
-                    "_stopping", "_selector", "_clock_resolution", "_debug")
-
-
-def _is_data_descriptor(obj: Any) -> bool:
-    tp = type(obj)
-    return hasattr(tp, "__set__") or hasattr(tp, "__delete__")
+# Loop attributes the engine reads in place: NativeEventLoop declares them
+# as __slots__ (the stock __init__ sets them all), in the order of
+# fs_aio_loop_names (csrc/aio_loop.c).  A subclass that redefines one keeps
+# the stock path.
+_LOOP_SLOTS = ("_ready", "_scheduled", "_stopping", "_debug", "_closed",
+               "_selector", "_fs", "_clock_resolution",
+               "_timer_cancelled_count")
 
 
 class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
     """Mixed into fastselectors.asyncio.EventLoop on the native tier (before
     asyncio.SelectorEventLoop in its bases)."""
 
-    _fs = None
+    __slots__ = _LOOP_SLOTS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._fs = None
+        super().__init__(*args, **kwargs)
+        self._fs_start()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -261,8 +231,8 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
         if (cls._run_once is NativeEventLoop._run_once
                 and cls._process_events is _SelectorEventLoop._process_events
                 and cls._add_callback is _BaseEventLoop._add_callback
-                and not any(_is_data_descriptor(getattr(cls, name, None))
-                            for name in _LOOP_DICT_NAMES)
+                and all(getattr(cls, name) is NativeEventLoop.__dict__[name]
+                        for name in _LOOP_SLOTS)
                 and "engine" not in _DISABLED):
             self._fs = _native.AioEngine()
 
@@ -285,3 +255,42 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
                 self._ensure_fd_no_transport(sock)
             return FastSocketTransport(self, sock, protocol, waiter, extra,
                                        server)
+
+
+_probe = _socket.socket()
+try:
+    _native._aio_setup(
+        Handle=_Handle,
+        TimerHandle=events.TimerHandle,
+        handle_run=_Handle._run,
+        handle_slots_known=set(_Handle.__slots__) == _HANDLE_SLOTS,
+        heappop=heapq.heappop,
+        heapify=heapq.heapify,
+        report=_report,
+        run_debug=_run_debug,
+        core_for=_core_for,
+        run_once=_BaseEventLoop._run_once,
+        call_soon=_BaseEventLoop.call_soon,
+        time=_BaseEventLoop.time,
+        process_events=_SelectorEventLoop._process_events,
+        read_ready=_SocketTransport._read_ready,
+        read_ready__data_received=_SocketTransport._read_ready__data_received,
+        read_ready__get_buffer=_SocketTransport._read_ready__get_buffer,
+        write=_SocketTransport.write,
+        socket=_socket.socket,
+        socket_socket=socket.socket,
+        probe_socket=_probe,
+        SocketTransport=_SocketTransport,
+        FastSocketTransport=FastSocketTransport,
+        NativeEventLoop=NativeEventLoop,
+        deque=collections.deque,
+        max_select_timeout=float(base_events.MAXIMUM_SELECT_TIMEOUT),
+        min_scheduled=base_events._MIN_SCHEDULED_TIMER_HANDLES,
+        min_cancelled_fraction=float(
+            base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION),
+        coalesce="coalesce" not in _DISABLED,
+        asyncio_select="select" not in _DISABLED,
+        read="read" not in _DISABLED,
+    )
+finally:
+    _probe.close()

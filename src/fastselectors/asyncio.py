@@ -71,9 +71,6 @@ class EventLoop(*_EventLoopBases):  # type: ignore[misc]
         if selector is None:
             selector = _DefaultSelector()
         super().__init__(selector)
-        start = getattr(self, "_fs_start", None)
-        if start is not None:
-            start()
 
 
 def new_event_loop() -> _asyncio.SelectorEventLoop:
