@@ -40,6 +40,7 @@ typedef struct {
     PyTypeObject *timer_handle_type;
     Py_ssize_t off_callback, off_args, off_cancelled, off_loop;
     Py_ssize_t off_source_traceback, off_repr, off_context;
+    Py_ssize_t off_when;        /* TimerHandle._when */
     int fast_handles;           /* _callback, _args, _cancelled, _context
                                    found: handles are run in place */
     int can_make_handles;       /* Handle's slots are exactly the known set:
@@ -101,6 +102,13 @@ typedef struct {
     PyObject *ready_popleft;
     PyObject *selector;         /* loop._selector seen last turn */
     PyObject *core;             /* its native core, or None */
+    PyObject *core_select;      /* core._asyncio_select, bound */
+    /* Are loop.time and loop._process_events the stock ones?  Asked once,
+     * then again only when the loop's __dict__ or class changed. */
+    PyObject *seen_dict;        /* the loop's __dict__ when asked */
+    uint64_t seen_version;      /* its version (fs_dict_version) then */
+    unsigned int seen_type_version;     /* its class's tp_version_tag */
+    int seen_stock_time, seen_stock_process_events;
     struct AioWriteQueue *flush;    /* queues with deferred writes: a
                                        chain through ->next, each held
                                        (INCREF) by the chain; or NULL */
@@ -153,6 +161,9 @@ typedef struct {
                                    read everything from dict */
     PyObject *const *names;     /* the slotted names (interned) */
     int nnames;
+    int stock_time;             /* loops: loop.time is the stock one (1, 0;
+                                   -1: not known yet) */
+    int stock_pe;               /* loops: so is loop._process_events */
 } tview;
 
 /* Open a view of t.  off/names/nnames: its __slots__ (may be NULL/0);
@@ -166,6 +177,7 @@ tview_open2(tview *v, PyObject *t, const Py_ssize_t *off,
     v->off = off;
     v->names = names;
     v->nnames = off != NULL ? nnames : 0;
+    v->stock_time = v->stock_pe = -1;
     v->dict = NULL;
     if (off != NULL && !want_dict) {
         return 0;

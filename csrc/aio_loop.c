@@ -48,6 +48,47 @@ lview_open(AioConfig *cfg, tview *lv, PyObject *loop)
                        fs_aio_loop_names, FS_LOOP_NFIELDS, 1);
 }
 
+/* A version of a dict that changes whenever the dict does: its
+ * ma_version_tag before 3.12; from 3.12 on (where that field is
+ * deprecated) a counter that a dict watcher bumps on any change of a
+ * watched dict -- the loops' __dicts__ -- which is enough to know "may
+ * have changed".  0: unknown (always ask again). */
+#if PY_VERSION_HEX >= 0x030C0000
+static int fs_dict_watcher = -1;
+static uint64_t fs_dict_epoch = 1;
+
+static int
+dict_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
+             PyObject *new_value)
+{
+    fs_dict_epoch++;
+    return 0;
+}
+
+static uint64_t
+fs_dict_version(PyObject *dict, int watch)
+{
+    if (fs_dict_watcher < 0) {
+        fs_dict_watcher = PyDict_AddWatcher(dict_changed);
+        if (fs_dict_watcher < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    if (watch && PyDict_Watch(fs_dict_watcher, dict) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return fs_dict_epoch;
+}
+#else
+static uint64_t
+fs_dict_version(PyObject *dict, int watch)
+{
+    return ((PyDictObject *)dict)->ma_version_tag;
+}
+#endif
+
 /* The engine draining a ready queue in this thread, if any: a write() of
  * a transport of that loop may be deferred to the end of the drain. */
 static __thread AioEngine *fs_tls_draining;
@@ -325,6 +366,7 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
             cfg->loop_slots = 0;
         }
     }
+    cfg->off_when = slot_offset(cfg->timer_handle_type, "_when");
     /* The transport's _FlowControlMixin slots. */
     cfg->off_tr_loop = slot_offset(cfg->socket_transport_type, "_loop");
     cfg->off_tr_high_water = slot_offset(cfg->socket_transport_type,
@@ -525,7 +567,12 @@ static int
 loop_time(AioConfig *cfg, tview *lv, double *now)
 {
     PyObject *value;
-    int rc = stock_method(lv, fs_aio_names.time, cfg->base_time);
+    int rc = lv->stock_time;
+
+    if (rc < 0) {       /* not asked yet this turn */
+        rc = lv->stock_time = stock_method(lv, fs_aio_names.time,
+                                           cfg->base_time);
+    }
 
     if (rc < 0) {
         return -1;
@@ -592,6 +639,8 @@ AioEngine_traverse(AioEngine *self, visitproc visit, void *arg)
     }
     Py_VISIT(self->selector);
     Py_VISIT(self->core);
+    Py_VISIT(self->core_select);
+    Py_VISIT(self->seen_dict);
     return 0;
 }
 
@@ -611,6 +660,8 @@ AioEngine_clear(AioEngine *self)
     }
     Py_CLEAR(self->selector);
     Py_CLEAR(self->core);
+    Py_CLEAR(self->core_select);
+    Py_CLEAR(self->seen_dict);
     /* config stays until dealloc: run_once may still be on the stack */
     return 0;
 }
@@ -666,6 +717,17 @@ engine_core(AioEngine *self, AioConfig *cfg, PyObject *selector)
     core = call1(cfg->core_for, selector);
     if (core == NULL) {
         return NULL;
+    }
+    if (core != Py_None) {
+        PyObject *meth = PyObject_GetAttr(core, fs_aio_names._asyncio_select);
+        if (meth == NULL) {
+            Py_DECREF(core);
+            return NULL;
+        }
+        Py_XSETREF(self->core_select, meth);
+    }
+    else {
+        Py_CLEAR(self->core_select);
     }
     Py_INCREF(selector);
     Py_XSETREF(self->selector, selector);
@@ -773,6 +835,7 @@ engine_select(AioEngine *self, AioConfig *cfg, tview *lv, PyObject *ready,
     /* Only while loop._process_events is the stock one (tests mock it on
      * the instance). */
     stock = core == Py_None || !cfg->use_asyncio_select ? 0
+        : lv->stock_pe >= 0 ? lv->stock_pe
         : stock_method(lv, fs_aio_names._process_events,
                        cfg->stock_process_events);
     if (stock < 0) {
@@ -780,12 +843,14 @@ engine_select(AioEngine *self, AioConfig *cfg, tview *lv, PyObject *ready,
         return -1;
     }
     if (stock) {
-        PyObject *argv[4] = {core, timeout, loop, ready};
-        Py_INCREF(core);
-        result = PyObject_VectorcallMethod(
-            fs_aio_names._asyncio_select, argv,
-            4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_DECREF(core);
+        /* core._asyncio_select(timeout, loop, ready.append) */
+        PyObject *meth = self->core_select;
+        PyObject *argv[4] = {NULL, timeout, loop, self->ready_append};
+        Py_INCREF(meth);
+        result = PyObject_Vectorcall(meth, argv + 1,
+                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+        Py_DECREF(meth);
         Py_DECREF(selector);
         if (result == NULL) {
             return -1;
@@ -826,14 +891,17 @@ clean_timers(AioConfig *cfg, tview *lv, PyObject **sched)
     if (count == 0) {
         return 0;               /* nothing to clean, nothing to read */
     }
-    tcc_obj = tget(lv, fs_aio_names._timer_cancelled_count);
-    if (tcc_obj == NULL) {
-        return -1;
-    }
-    tcc = PyFloat_AsDouble(tcc_obj);
-    Py_DECREF(tcc_obj);
-    if (tcc == -1.0 && PyErr_Occurred()) {
-        return -1;
+    tcc = 0;
+    if (count > cfg->min_sched) {   /* "and": the count is read only then */
+        tcc_obj = tget(lv, fs_aio_names._timer_cancelled_count);
+        if (tcc_obj == NULL) {
+            return -1;
+        }
+        tcc = PyFloat_AsDouble(tcc_obj);
+        Py_DECREF(tcc_obj);
+        if (tcc == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
     }
     if (count > cfg->min_sched && tcc / (double)count > cfg->min_cancelled_frac) {
         /* Too many cancelled: rebuild the heap without them. */
@@ -925,9 +993,16 @@ clean_timers(AioConfig *cfg, tview *lv, PyObject **sched)
 }
 
 static int
-handle_when(PyObject *h, double *when)
+handle_when(AioConfig *cfg, PyObject *h, double *when)
 {
-    PyObject *w = PyObject_GetAttr(h, fs_aio_names._when);
+    PyObject *w;
+    if (cfg->off_when >= 0 && Py_IS_TYPE(h, cfg->timer_handle_type)
+            && (w = FS_SLOT(h, cfg->off_when)) != NULL
+            && PyFloat_CheckExact(w)) {
+        *when = PyFloat_AS_DOUBLE(w);
+        return 0;
+    }
+    w = PyObject_GetAttr(h, fs_aio_names._when);
     if (w == NULL) {
         return -1;
     }
@@ -961,7 +1036,7 @@ compute_timeout(AioConfig *cfg, tview *lv, PyObject *ready, PyObject *sched)
         PyObject *h = PyList_GET_ITEM(sched, 0);
         int rc;
         Py_INCREF(h);
-        rc = handle_when(h, &when);
+        rc = handle_when(cfg, h, &when);
         Py_DECREF(h);
         if (rc < 0 || loop_time(cfg, lv, &now) < 0) {
             return NULL;
@@ -992,7 +1067,8 @@ due_timers(AioEngine *self, AioConfig *cfg, tview *lv)
     if (res == NULL) {
         return -1;
     }
-    end_time = now + PyFloat_AsDouble(res);
+    end_time = now + (PyFloat_CheckExact(res) ? PyFloat_AS_DOUBLE(res)
+                                              : PyFloat_AsDouble(res));
     Py_DECREF(res);
     if (PyErr_Occurred()) {
         return -1;
@@ -1010,7 +1086,7 @@ due_timers(AioEngine *self, AioConfig *cfg, tview *lv)
         double when;
         int c;
         Py_INCREF(h);
-        c = handle_when(h, &when);
+        c = handle_when(cfg, h, &when);
         Py_DECREF(h);
         if (c < 0) {
             goto done;
@@ -1092,6 +1168,43 @@ drain(AioEngine *self, AioConfig *cfg, tview *lv)
     return 0;
 }
 
+/* Fill lv->stock_time and lv->stock_pe (loop.time, loop._process_events
+ * are the stock ones), from the engine's answer of an earlier turn if the
+ * loop's __dict__ and class did not change since. */
+static int
+engine_check_methods(AioEngine *self, AioConfig *cfg, tview *lv)
+{
+    unsigned int tv = Py_TYPE(lv->t)->tp_version_tag;
+    uint64_t version;
+    int a, b;
+
+    if (lv->dict == NULL) {
+        lv->stock_pe = -1;
+        return 0;               /* ask each time */
+    }
+    if (lv->dict == self->seen_dict && tv != 0
+            && tv == self->seen_type_version
+            && (version = fs_dict_version(lv->dict, 0)) != 0
+            && version == self->seen_version) {
+        lv->stock_time = self->seen_stock_time;
+        lv->stock_pe = self->seen_stock_process_events;
+        return 0;
+    }
+    a = stock_method(lv, fs_aio_names.time, cfg->base_time);
+    b = a < 0 ? -1 : stock_method(lv, fs_aio_names._process_events,
+                                  cfg->stock_process_events);
+    if (b < 0) {
+        return -1;
+    }
+    lv->stock_time = self->seen_stock_time = a;
+    lv->stock_pe = self->seen_stock_process_events = b;
+    Py_INCREF(lv->dict);
+    Py_XSETREF(self->seen_dict, lv->dict);
+    self->seen_type_version = Py_TYPE(lv->t)->tp_version_tag;
+    self->seen_version = fs_dict_version(lv->dict, 1);
+    return 0;
+}
+
 /* run_once(loop): one turn of *loop*, whose engine this is (loop._fs;
  * the loop is an argument, not an attribute, so there is no reference
  * cycle between them). */
@@ -1129,6 +1242,7 @@ AioEngine_run_once_unlocked(AioEngine *self, PyObject *loop)
         goto done;
     }
     if (engine_bind_ready(self, ready) < 0
+            || engine_check_methods(self, cfg, &lv) < 0
             || clean_timers(cfg, &lv, &sched) < 0) {
         goto done;
     }
@@ -1478,9 +1592,18 @@ fs_aio_process_event(fs_module_state *state, PyObject *loop,
     return rc;
 }
 
+/* The append callable of _asyncio_select's ready argument: the deque's
+ * bound append, or the argument itself if it is not a deque (the engine
+ * passes its cached bound append).  New reference. */
 PyObject *
-fs_aio_ready_append(PyObject *ready)
+fs_aio_ready_append(fs_module_state *state, PyObject *ready)
 {
+    AioConfig *cfg = fs_aio_config(state);
+    if (cfg != NULL && !PyObject_TypeCheck(ready, cfg->deque_type)
+            && PyCallable_Check(ready)) {
+        Py_INCREF(ready);
+        return ready;
+    }
     return PyObject_GetAttr(ready, fs_aio_names.append);
 }
 

@@ -450,7 +450,7 @@ read_buffer(AioConfig *cfg, tview *v)
     PyObject *t = v->t, *proto, *buf, *minus_one, *nobj, *result;
     Py_ssize_t len, n;
     Py_buffer view;
-    int fd, rc, gotview = 0;
+    int fd, rc;
 
     rc = tfield_true(v, FS_F_CONN_LOST);
     if (rc != 0) {
@@ -493,13 +493,11 @@ read_buffer(AioConfig *cfg, tview *v)
         return fail_to_fatal(t, "Fatal read error on socket transport");
     }
     if (rc > 0 && PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
-        /* Not a writable buffer: sock.recv_into() raises its own error
-         * (a TypeError, where PyObject_GetBuffer says BufferError). */
+        /* Not a writable contiguous buffer: sock.recv_into() raises its
+         * own error (a TypeError, where PyObject_GetBuffer says
+         * BufferError). */
         PyErr_Clear();
         rc = 0;
-    }
-    else if (rc > 0) {
-        gotview = 1;
     }
     if (rc == 0) {
         PyObject *sock = tfield(v, FS_F_SOCK);
@@ -522,7 +520,6 @@ read_buffer(AioConfig *cfg, tview *v)
         }
     }
     else {
-        (void)gotview;
         fs_aio_stats.buffered_reads++;
         n = recv(fd, view.buf, (size_t)view.len, MSG_DONTWAIT);
         rc = errno;

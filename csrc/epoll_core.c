@@ -954,7 +954,8 @@ EpollCore_len_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
  * what BaseSelectorEventLoop._process_events does with its key: key.data
  * is asyncio's (reader, writer); a cancelled handle makes the loop forget
  * the fd (loop._remove_reader/_remove_writer), any other is appended to
- * the ready deque (aio_loop.c, fs_aio_process_event).  Those calls run
+ * the ready deque (aio_loop.c, fs_aio_process_event).  ready: the deque,
+ * or its bound append method (the engine passes that: no lookup per turn).  Those calls run
  * Python code, so the table is re-read for every event, as in select().
  * Returns the number of events delivered. */
 static int
@@ -962,7 +963,7 @@ asyncio_deliver(EpollCore *self, struct epoll_event *events, int n,
                 PyObject *loop, PyObject *ready, Py_ssize_t *count)
 {
     fs_module_state *st = fs_state_of(Py_TYPE(self));
-    PyObject *append = fs_aio_ready_append(ready);
+    PyObject *append = fs_aio_ready_append(st, ready);
     int i, rc = 0;
 
     if (append == NULL) {

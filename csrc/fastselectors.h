@@ -112,7 +112,7 @@ int fs_poll_core_init(PyObject *module, fs_module_state *state);
  * _process_events for one key). */
 int fs_aio_init(PyObject *module, fs_module_state *state);
 extern PyMethodDef fs_aio_methods[];
-PyObject *fs_aio_ready_append(PyObject *ready);
+PyObject *fs_aio_ready_append(fs_module_state *state, PyObject *ready);
 int fs_aio_process_event(fs_module_state *state, PyObject *loop,
                          PyObject *append, PyObject *key, unsigned int mask);
 PyObject *fs_aio_engine_of(fs_module_state *state, PyObject *loop);

@@ -211,7 +211,7 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
     __slots__ = _LOOP_SLOTS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._fs = None
+        self._fs: Any = None
         super().__init__(*args, **kwargs)
         self._fs_start()
 
