@@ -254,7 +254,10 @@ def test_context_already_entered_is_reported_like_stock():
         loop.run_forever()
         return got
 
-    assert same(scenario)[0][0] == "RuntimeError"
+    # RuntimeError reported, or (3.12+, where the exception handler runs in
+    # the handle's context, entered already) an error in the handler,
+    # logged: the same on both loops.
+    same(scenario)
 
 
 def test_exception_in_callback_reaches_the_handler_like_stock():

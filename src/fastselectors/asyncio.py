@@ -8,10 +8,17 @@
     # or, for code that calls asyncio.run() / asyncio.new_event_loop():
     fastselectors.asyncio.install()
 
-The loop is the stdlib's own :class:`asyncio.SelectorEventLoop`; only its
-selector is replaced by ``fastselectors.DefaultSelector()`` (epoll on
-Linux), so every asyncio API (streams, ``sock_*``, subprocesses, signal
-handlers, ``add_reader``/``add_writer``) behaves as on the stock loop.
+The loop, :class:`EventLoop`, is a subclass of the stdlib's
+:class:`asyncio.SelectorEventLoop` over ``fastselectors.DefaultSelector()``
+(epoll on Linux), so every asyncio API (streams, ``sock_*``, subprocesses,
+signal handlers, ``add_reader``/``add_writer``, TLS) is the stdlib's.  On
+the native tier its hot paths run in C (``fastselectors._aio``: one turn of
+the loop, ``call_soon``, the socket transport's reads and writes, with the
+writes of one loop turn coalesced); CPython's own asyncio test suite passes
+on it as on the stock loop (``tools/asyncio-suite``).  docs/asyncio.md says
+what runs in C and the few documented differences (the timing of coalesced
+writes).  On the cffi and pure tiers (PyPy) it is the stock loop over a
+fastselectors selector.
 
 This module is named ``asyncio`` but lives inside the ``fastselectors``
 package; ``import asyncio`` below is an absolute import (Python 3) and so
