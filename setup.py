@@ -22,9 +22,13 @@ WARNING = """
 **********************************************************************
 * fastselectors: could not compile {name}:
 *   {error}
-* The package is installed WITHOUT it; it falls back to a slower tier
-* (fastselectors.BACKEND says which). Install a C compiler and the
-* Python headers, then reinstall, to get the native tier.
+* The package is installed WITHOUT it: it runs on a slower tier
+* (fastselectors.BACKEND says which; "pure" if nothing compiled), and
+* a RuntimeWarning repeats this at every import.
+* Fix: install a C compiler and the Python headers (Debian/Ubuntu: gcc
+* and python3-dev, or pypy3-dev for PyPy), then reinstall without pip's
+* cache, which now holds this build:
+*     pip install --no-cache-dir --force-reinstall fastselectors
 **********************************************************************
 """
 
@@ -57,7 +61,7 @@ if CPYTHON and POSIX:
         "fastselectors._native",
         sources=sorted(os.path.join("csrc", f) for f in os.listdir("csrc")
                        if f.endswith(".c")),
-        depends=[os.path.join("csrc", "fastselectors.h")],
+        depends=[os.path.join("csrc", h) for h in ("fastselectors.h", "waits.h")],
         extra_compile_args=["-std=c99", "-O2", "-Wall", "-Wextra",
                             "-Wno-unused-parameter",
                             "-Wno-missing-field-initializers"],

@@ -1,4 +1,4 @@
-"""Does deferring epoll_ctl(MOD) until the next wait pay?  (issue #3, pt 4)
+"""Does deferring epoll_ctl(MOD) until the next wait pay?
 
 libuv queues interest changes and applies them just before epoll_wait, so a
 change undone before the wait costs no syscall.  Whether that pays depends

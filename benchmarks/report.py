@@ -5,6 +5,7 @@
 
 import json
 import platform
+import statistics
 import sys
 
 TITLES = {
@@ -15,6 +16,30 @@ TITLES = {
     "W3": "W3: P = {} socketpairs, every callback reads 1 byte and writes it "
           "back -- events per second (higher is better)",
 }
+
+
+def rotate(seq, k):
+    """*seq* rotated by *k*: round k of a run starts with a different
+    implementation, so drift within a round hits them all alike."""
+    if not seq:
+        return seq
+    k %= len(seq)
+    return seq[k:] + seq[:k]
+
+
+def over_rounds(rounds, value):
+    """{round: record} -> median, min, max of value(record), and the count."""
+    values = [value(rec) for rec in rounds.values()]
+    return {"median": statistics.median(values), "min": min(values),
+            "max": max(values), "rounds": len(values)}
+
+
+def paired(rounds, base, ratio):
+    """The median over the rounds both ran of ratio(record, base record):
+    a speed-up paired within each round (drift between rounds cancels), or
+    None if no round has both."""
+    ratios = [ratio(rec, base[r]) for r, rec in rounds.items() if r in base]
+    return statistics.median(ratios) if ratios else None
 
 
 def cpu_model():

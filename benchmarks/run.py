@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -81,13 +80,6 @@ def run_one(argv, timeout):
     return "ok", records, proc.stderr
 
 
-def rotate(seq, k):
-    if not seq:
-        return seq
-    k %= len(seq)
-    return seq[k:] + seq[:k]
-
-
 def summarise(samples, names_by_workload):
     """Medians and paired ratios.
 
@@ -105,30 +97,31 @@ def summarise(samples, names_by_workload):
                 rounds = samples.get((w, name, n))
                 if not rounds:
                     continue
-                values = [r["value"] for r in rounds.values()]
+                first = next(iter(rounds.values()))
                 row = {"workload": w, "impl": name, "n": n,
-                       "n_actual": next(iter(rounds.values()))["n_actual"],
-                       "unit": next(iter(rounds.values()))["unit"],
-                       "median": statistics.median(values),
-                       "min": min(values), "max": max(values),
-                       "rounds": len(values)}
+                       "n_actual": first["n_actual"], "unit": first["unit"]}
+                row.update(report.over_rounds(rounds,
+                                              lambda rec: rec["value"]))
                 base = samples.get((w, impls.BASE, n), {})
-                ratios = [base[r]["value"] / rec["value"]
-                          for r, rec in rounds.items() if r in base]
-                if ratios:
-                    row["speedup"] = statistics.median(ratios)
+                speedup = report.paired(
+                    rounds, base, lambda rec, b: b["value"] / rec["value"])
+                if speedup is not None:
+                    row["speedup"] = speedup
                 cb = samples.get((w, "baseline", n), {})
                 if w == "W3" and cb and name not in ("floor-c", "baseline"):
                     # The selector's own cost: minus the callback's, paired.
-                    over = {r: rec["value"] - cb[r]["value"]
+                    over = {r: {"value": rec["value"] - cb[r]["value"]}
                             for r, rec in rounds.items() if r in cb}
-                    row["overhead"] = statistics.median(over.values())
-                    base_over = {r: base[r]["value"] - cb[r]["value"]
+                    row["overhead"] = report.over_rounds(
+                        over, lambda rec: rec["value"])["median"]
+                    base_over = {r: {"value": base[r]["value"]
+                                     - cb[r]["value"]}
                                  for r in over if r in base}
-                    ratios = [base_over[r] / over[r] for r in base_over
-                              if over[r] > 0]
-                    if ratios:
-                        row["overhead_speedup"] = statistics.median(ratios)
+                    ratio = report.paired(
+                        {r: o for r, o in over.items() if o["value"] > 0},
+                        base_over, lambda o, b: b["value"] / o["value"])
+                    if ratio is not None:
+                        row["overhead_speedup"] = ratio
                 out.append(row)
     return out
 
@@ -215,7 +208,7 @@ def main(argv=None):
     try:
         for r in range(rounds):
             for w in workloads:
-                for name in rotate(names[w], r):
+                for name in report.rotate(names[w], r):
                     if name in skipped:
                         continue
                     c = cfg[w]

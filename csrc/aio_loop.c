@@ -1609,7 +1609,7 @@ fs_aio_ready_append(fs_module_state *state, PyObject *ready)
 
 /* -- module registration -------------------------------------------------- */
 
-PyMethodDef fs_aio_methods[] = {
+static PyMethodDef fs_aio_methods[] = {
     {"_aio_setup", (PyCFunction)(void (*)(void))aio_setup,
      METH_VARARGS | METH_KEYWORDS,
      "_aio_setup(**objects): configure the asyncio engine (fastselectors._aio)."},
@@ -1668,7 +1668,8 @@ init_names(void)
 int
 fs_aio_init(PyObject *module, fs_module_state *state)
 {
-    if (init_names() < 0) {
+    if (init_names() < 0
+            || PyModule_AddFunctions(module, fs_aio_methods) < 0) {
         return -1;
     }
     state->aio_config_type = (PyTypeObject *)PyType_FromModuleAndSpec(

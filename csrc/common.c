@@ -2,8 +2,10 @@
 #include "fastselectors.h"
 #include "pythread.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <unistd.h>
 
 PyObject *
 fs_closed_error(void)
@@ -11,6 +13,63 @@ fs_closed_error(void)
     /* The error the stdlib EpollSelector gives (from its closed epoll). */
     PyErr_SetString(PyExc_ValueError, "I/O operation on closed selector");
     return NULL;
+}
+
+/* The read end of a process-wide pipe holding one byte that nobody reads:
+ * added to an epoll instance, it wakes every thread waiting on it (the
+ * kick: epoll_core.c).  Made once (with the GIL held, or a lost race leaks
+ * one pipe); inherited by forked children, where it is just as readable.
+ * -1 if no pipe could be made (EMFILE). */
+int
+fs_always_readable_fd(void)
+{
+    static int readable = -1;
+    int fds[2];
+
+    if (readable >= 0) {
+        return readable;
+    }
+    if (pipe(fds) < 0) {
+        return -1;
+    }
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    if (write(fds[1], "", 1) != 1) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    close(fds[1]);
+    readable = fds[0];
+    return readable;
+}
+
+/* The table every core shares with its selector (core.keys: fd -> key, the
+ * selector's map): one truth, so select() can never report a key the map
+ * does not hold.  Its keys are exact ints made here, never the caller's
+ * object: no user __hash__/__eq__ runs.  fs_keys_set: -1 with an exception
+ * (MemoryError).  fs_keys_del cannot fail for an fd that is there; the
+ * caller holds another reference to the key, so no finalizer runs. */
+int
+fs_keys_set(PyObject *keys, int fd, PyObject *key)
+{
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    int rc;
+    if (fd_obj == NULL) {
+        return -1;
+    }
+    rc = PyDict_SetItem(keys, fd_obj, key);
+    Py_DECREF(fd_obj);
+    return rc;
+}
+
+void
+fs_keys_del(PyObject *keys, int fd)
+{
+    PyObject *fd_obj = PyLong_FromLong(fd);
+    if (fd_obj == NULL || PyDict_DelItem(keys, fd_obj) < 0) {
+        PyErr_Clear();      /* MemoryError for fd_obj: cannot be there */
+    }
+    Py_XDECREF(fd_obj);
 }
 
 /* obj < 0 for an int too large for a C long (only on error paths). */
@@ -115,7 +174,7 @@ fs_parse_select_args(const char *fname, PyObject *const *args,
     return fs_maxevents_converter(maxevents_obj, maxevents);
 }
 
-static long long
+long long
 fs_now_ns(void)
 {
     struct timespec ts;
@@ -137,7 +196,42 @@ fs_timeout_init(fs_timeout *t, PyObject *timeout)
         t->ms = -1;
         return 0;
     }
-    seconds = PyFloat_AsDouble(timeout);
+    if (!PyFloat_Check(timeout) && !PyLong_Check(timeout)) {
+        /* Anything else goes through the stdlib's own arithmetic
+         * (``timeout <= 0``, then ``math.ceil(timeout * 1e3)``), so that
+         * the same objects pass and fail: a Fraction passes, a Decimal
+         * (Decimal * float) or an object with only __float__ is a
+         * TypeError. */
+        PyObject *zero = PyLong_FromLong(0), *thousand, *product;
+        int poll;
+        if (zero == NULL) {
+            return -1;
+        }
+        poll = PyObject_RichCompareBool(timeout, zero, Py_LE);
+        Py_DECREF(zero);
+        if (poll != 0) {
+            t->ms = 0;
+            return poll < 0 ? -1 : 0;
+        }
+        thousand = PyFloat_FromDouble(1e3);
+        if (thousand == NULL) {
+            return -1;
+        }
+        product = PyNumber_Multiply(timeout, thousand);
+        Py_DECREF(thousand);
+        if (product == NULL) {
+            return -1;
+        }
+        seconds = PyFloat_AsDouble(product);
+        Py_DECREF(product);
+        if (seconds == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        seconds *= 1e-3;
+    }
+    else {
+        seconds = PyFloat_AsDouble(timeout);
+    }
     if (seconds == -1.0 && PyErr_Occurred()) {
         /* An int too large for a double: the stdlib still treats a
          * negative one as "poll" since it compares before converting. */
@@ -274,9 +368,12 @@ fs_check_no_args(const char *name, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* type.SUPPORTED: the events bits a core honours (read by _selectors). */
+/* The behaviour a core class declares (_types.Core), read by
+ * _selectors.make_selector: SUPPORTED, REREGISTER_ON_MODIFY,
+ * FD_RANGE_BEFORE_CLOSED. */
 int
-fs_set_supported(PyTypeObject *type, unsigned int supported)
+fs_set_class_flags(PyTypeObject *type, unsigned int supported,
+                   int reregister_on_modify, int fd_range_before_closed)
 {
     PyObject *value = PyLong_FromUnsignedLong(supported);
     int rc;
@@ -285,7 +382,62 @@ fs_set_supported(PyTypeObject *type, unsigned int supported)
     }
     rc = PyObject_SetAttrString((PyObject *)type, "SUPPORTED", value);
     Py_DECREF(value);
-    return rc;
+    if (rc < 0
+            || PyObject_SetAttrString((PyObject *)type, "REREGISTER_ON_MODIFY",
+                                      reregister_on_modify ? Py_True
+                                                           : Py_False) < 0
+            || PyObject_SetAttrString((PyObject *)type,
+                                      "FD_RANGE_BEFORE_CLOSED",
+                                      fd_range_before_closed ? Py_True
+                                                             : Py_False) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* stats(reset=False) -> dict, the names of _pycore.STAT_NAMES. */
+PyObject *
+fs_stats_get(fs_stats *stats, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    PyObject *reset_obj = Py_False, *result;
+    int reset;
+
+    if (nargs > 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 1)
+            || (nargs == 1 && kwnames != NULL
+                && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "stats() takes at most 1 argument (reset)");
+        return NULL;
+    }
+    if (nargs == 1) {
+        reset_obj = args[0];
+    }
+    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                             "reset") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "stats() got an unexpected keyword argument '%U'",
+                         PyTuple_GET_ITEM(kwnames, 0));
+            return NULL;
+        }
+        reset_obj = args[0];
+    }
+    reset = PyObject_IsTrue(reset_obj);
+    if (reset < 0) {
+        return NULL;
+    }
+    result = Py_BuildValue(
+        "{sKsKsKsKsKsKsKsd}",
+        "waits", stats->waits, "empty_waits", stats->empty_waits,
+        "events", stats->events, "callbacks", stats->callbacks,
+        "max_batch", stats->max_batch, "full_batches", stats->full_batches,
+        "rebuilds", stats->rebuilds,
+        "idle_time", (double)stats->idle_ns * 1e-9);
+    if (result != NULL && reset) {
+        memset(stats, 0, sizeof(*stats));
+    }
+    return result;
 }
 
 PyObject *

@@ -1,10 +1,15 @@
 /* EpollCore: the native epoll core (Linux).
  *
- * It owns the epoll fd, an fd-indexed table of (key, interest) and an event
- * buffer reused across waits.  Rules, after CPython's selectmodule.c and
- * libuv's uv__io_poll:
+ * It owns the epoll fd, an fd-indexed table of (key, interest), the dict
+ * fd -> key that is the selector's map (one truth: select() cannot report
+ * a key the map lacks, and no signal handler can run between the two, as
+ * every method is C) and an event buffer reused across waits.  Rules, after
+ * CPython's selectmodule.c and libuv's uv__io_poll:
  *  - close() sets epfd to -1 before closing, so it is idempotent, and every
- *    method starts with the closed-guard;
+ *    method starts with the closed-guard.  Threads waiting in it are kicked
+ *    off the instance (an always-readable pipe added to it: they raise the
+ *    closed error), and the last one out closes the fd ("zombie"): closed
+ *    under them, its number could be reused before their epoll_wait();
  *  - the GIL is released around epoll_wait() only.  epoll_ctl() keeps it:
  *    it never blocks, and holding the GIL means no other thread can see a
  *    kernel registration whose key is not in the table yet (an edge-
@@ -19,7 +24,7 @@
  *    re-read for every event, and a select() that finds the shared buffer
  *    in use waits into a private one.
  *
- * Closed and dup'd fds (issue #5), or: why every event carries a generation.
+ * Closed and dup'd fds, or: why every event carries a generation.
  *
  * An epoll registration does not belong to an fd number.  The kernel keys it
  * by (open file description, fd number) and drops it only when the *file
@@ -52,13 +57,33 @@
  *    (checked by an EPOLL_CTL_MOD on the old instance, which fails for an
  *    fd that is closed or now names another file), moved onto the old fd
  *    number with dup3() so fileno() does not change.  The orphan dies with
- *    the old instance: one extra wake-up at most, never a spin.  The
- *    rebuild waits until no other thread is inside epoll_wait() on this
- *    instance (it would keep waiting on the old one);
+ *    the old instance: one extra wake-up at most, never a spin.  Threads
+ *    waiting on the old instance are kicked off it (they wait again on the
+ *    new one): a rebuild cannot wait for them to leave, as a level-
+ *    triggered orphan would never let them (the stdlib's spin, again);
  *  - ONESHOT registrations that fired and were not re-armed are not added
  *    to the new instance ("parked"): adding them would re-arm them behind
  *    the back of the thread that owns the event.  modify()/rearm() adds a
- *    parked fd back.
+ *    parked fd back.  (One that another thread re-armed during the wait
+ *    that reported it is not taken as disarmed: note_batch.)
+ *
+ * Nested selectors, or: why a rebuild has to tell the others.  A selector
+ * may watch another selector's epoll fd (outer.register(inner.fileno())).
+ * Its registration is of inner's *file*, and a rebuild replaces that file
+ * at the same number: the old one, closed, leaves outer's set, and outer
+ * would never report inner again.  fileno() keeping its number is worth
+ * keeping (users store it), so instead the rebuild calls the module's hook
+ * (_selectors.replaced): every selector of ours that has the number
+ * registered adds it again (_reattach: a new generation, and one more
+ * possible orphan, as the old file may live on in a forked child).  After
+ * fork, where every selector gets a new instance, the child does it in two
+ * passes: every selector a new empty instance first, then every selector
+ * its registrations, added by fd number -- so an outer re-adds its inner's
+ * *new* instance whichever was made first.  The trade-off: only our
+ * selectors are told; a stdlib selector (or another process) watching a
+ * rebuilt instance loses it.  The other design -- a new fd number per
+ * rebuild, nothing else to tell -- breaks every user that stored fileno().
+ *
  * Trio's epoll backend (trio/_core/_io_epoll.py) has the classic write-up
  * of the same kernel behaviour; libuv's uv__io_poll deletes unknown fds for
  * the same reason.  The poll and select cores have no kernel-side state, so
@@ -69,13 +94,10 @@
 
 #ifdef __linux__
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
-#include <sys/epoll.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include "pythread.h"
+#include "waits.h"
 
 typedef struct {
     PyObject *key;          /* the SelectorKey reported, or NULL: free */
@@ -90,6 +112,12 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int epfd;                   /* -1 once closed */
+    int zombie;                 /* closed while threads waited in it: the
+                                   fd, closed by the last one out (closed
+                                   at once, its number could be reused
+                                   under their wait); else -1 */
+    PyObject *keys;             /* dict fd -> key: the selector's map (the
+                                   same keys as table: fs_keys_set) */
     fs_entry *table;            /* indexed by fd */
     Py_ssize_t table_size;
     Py_ssize_t nregistered;
@@ -113,11 +141,12 @@ typedef struct {
     Py_ssize_t orphans;         /* failed EPOLL_CTL_DELs since the last
                                    rebuild: kernel registrations we may no
                                    longer be able to remove */
-    int stale_seen;             /* a wait returned an orphan's event */
     int nwaiting;               /* threads inside epoll_wait() */
+    fs_stats stats;             /* stats() */
 } EpollCore;
 
-/* The event data of a registration: fd and generation in one u64. */
+/* The event data of a registration: fd and generation in one u64.  The
+ * kick (see kick_waiters) has fd -1: no entry, never delivered. */
 #define FS_PACK(fd, gen) (((uint64_t)(gen) << 32) | (uint32_t)(fd))
 #define FS_FD_OF(data) ((int)(uint32_t)(data))
 #define FS_GEN_OF(data) ((uint32_t)((data) >> 32))
@@ -194,7 +223,13 @@ EpollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->ready = fs_state_of(type)->ready;
-    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    self->zombie = -1;
+    self->keys = PyDict_New();
+    self->epfd = self->keys == NULL ? -1 : epoll_create1(EPOLL_CLOEXEC);
+    if (self->keys == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     if (self->epfd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         Py_DECREF(self);
@@ -208,6 +243,7 @@ EpollCore_traverse(EpollCore *self, visitproc visit, void *arg)
 {
     Py_ssize_t i;
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->keys);
     for (i = 0; i < self->table_size; i++) {
         Py_VISIT(self->table[i].key);
     }
@@ -218,8 +254,13 @@ static int
 EpollCore_clear(EpollCore *self)
 {
     Py_ssize_t i;
-    /* Py_CLEAR empties the slot before the DECREF, and the loop re-reads
-     * table and table_size: a finalizer may re-enter the core. */
+    /* The dict first (the table still holds each key: no finalizer runs),
+     * then the table: Py_CLEAR empties the slot before the DECREF, and the
+     * loop re-reads table and table_size, as a finalizer may re-enter the
+     * core. */
+    if (self->keys != NULL) {
+        PyDict_Clear(self->keys);
+    }
     for (i = 0; i < self->table_size; i++) {
         Py_CLEAR(self->table[i].key);
     }
@@ -233,9 +274,14 @@ EpollCore_dealloc(EpollCore *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     EpollCore_clear(self);
+    Py_CLEAR(self->keys);
     if (self->epfd >= 0) {
         close(self->epfd);
         self->epfd = -1;
+    }
+    if (self->zombie >= 0) {
+        close(self->zombie);
+        self->zombie = -1;
     }
     PyMem_Free(self->table);
     PyMem_Free(self->buf);
@@ -294,15 +340,24 @@ ctl(EpollCore *self, int op, int fd, unsigned int events, uint32_t gen)
     return 0;
 }
 
+static int rebuild(EpollCore *self, int verify);
+
 /* EPOLL_CTL_DEL that may fail: the fd was closed (EBADF), or its number now
  * names a file that is not in the set (ENOENT).  If a dup kept the old file
  * description alive, its registration is an orphan now: count it, so that
- * its first event rebuilds the instance (see the top of this file). */
+ * its first event rebuilds the instance (see the top of this file).  Most
+ * such failures are no orphan at all (a plain close() before unregister()
+ * drops the registration), and nothing tells them apart; so that the count
+ * (which sizes the waits) cannot grow without bound, a count above the
+ * number of registrations rebuilds at once: O(n) work every n failures. */
 static void
 del_fd(EpollCore *self, int fd)
 {
     if (epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL) < 0) {
         self->orphans++;
+        if (self->orphans > Py_MAX(self->nregistered, 64)) {
+            (void)rebuild(self, 1);     /* EMFILE: the next one tries */
+        }
     }
 }
 
@@ -319,19 +374,22 @@ EpollCore_register_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     if (self->epfd < 0) {
         return fs_closed_error();
     }
+    if (fd < self->table_size && self->table[fd].key != NULL) {
+        PyErr_Format(PyExc_KeyError, "fd %d is already registered", fd);
+        return NULL;
+    }
     /* The GIL (or the critical section) is held from the add to the key
      * being stored: no wait can see the event of a key-less entry. */
     if (ctl(self, EPOLL_CTL_ADD, fd, events, self->next_gen) < 0) {
         return NULL;
     }
-    if (table_reserve(self, fd) < 0) {
+    if (table_reserve(self, fd) < 0
+            || fs_keys_set(self->keys, fd, args[2]) < 0) {
         (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
         return NULL;
     }
     entry = &self->table[fd];
-    if (entry->key == NULL) {
-        self->nregistered++;
-    }
+    self->nregistered++;
     entry->events = events;
     entry->stamp = ++self->mutations;
     /* 2**32 registrations later a generation comes back; an orphan would
@@ -339,11 +397,23 @@ EpollCore_register_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     entry->gen = self->next_gen++;
     entry->armed = 1;
     entry->parked = 0;
-    /* A stale key can only be here if the fd was closed (which removed it
-     * from the kernel) and its number reused; the new one replaces it. */
     Py_INCREF(args[2]);
-    Py_XSETREF(entry->key, args[2]);
+    entry->key = args[2];
     Py_RETURN_NONE;
+}
+
+/* Drop fd's registration from the table and the dict (the kernel's is the
+ * caller's business); returns the key, which the caller releases once the
+ * core is consistent (its last reference may run a finalizer). */
+static PyObject *
+forget(EpollCore *self, int fd)
+{
+    PyObject *key = self->table[fd].key;
+    self->table[fd].key = NULL;
+    self->table[fd].stamp = ++self->mutations;
+    self->nregistered--;
+    fs_keys_del(self->keys, fd);
+    return key;
 }
 
 static PyObject *
@@ -367,24 +437,31 @@ EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
     if (entry->parked) {
         /* A disarmed ONESHOT left out of a rebuilt instance: add it back. */
         if (ctl(self, EPOLL_CTL_ADD, fd, events, entry->gen) < 0) {
-            return NULL;
+            goto refused;
         }
         entry->parked = 0;
     }
-    else if (events != entry->events || (events & FS_ONESHOT)) {
-        /* A ONESHOT registration is re-armed by every modify(). */
+    else if (events != entry->events || (events & (FS_ONESHOT | FS_EDGE))) {
+        /* A ONESHOT registration is re-armed by every modify(); an EDGE one
+         * has the kernel re-check readiness, so an edge whose pending
+         * dispatch() event this change drops is reported again (the
+         * dispatch contract, CoreSelector.dispatch). */
         if (entry->events & FS_EXCLUSIVE) {
             /* The kernel refuses EPOLL_CTL_MOD of an exclusive registration
              * (epoll_ctl(2): EINVAL): delete and add again.  The add
              * re-checks readiness, so no edge is lost. */
             (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
             if (ctl(self, EPOLL_CTL_ADD, fd, events, entry->gen) < 0) {
-                return NULL;
+                goto refused;
             }
         }
         else if (ctl(self, EPOLL_CTL_MOD, fd, events, entry->gen) < 0) {
-            return NULL;
+            goto refused;
         }
+    }
+    /* Replacing a dict value allocates nothing: this cannot fail. */
+    if (fs_keys_set(self->keys, fd, args[2]) < 0) {
+        goto refused;
     }
     entry->events = events;
     entry->armed = 1;
@@ -392,12 +469,27 @@ EpollCore_modify_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
     Py_INCREF(args[2]);
     Py_SETREF(entry->key, args[2]);
     Py_RETURN_NONE;
+
+refused:
+    /* The kernel refused (a closed fd, a number reused): the stdlib forgets
+     * the registration, and so do we. */
+    {
+        fs_saved_error error;
+        PyObject *key;
+        fs_error_save(&error);
+        (void)epoll_ctl(self->epfd, EPOLL_CTL_DEL, fd, NULL);
+        key = forget(self, fd);
+        fs_error_restore(&error);
+        Py_DECREF(key);     /* last: may run arbitrary code */
+    }
+    return NULL;
 }
 
 static PyObject *
 EpollCore_unregister_unlocked(EpollCore *self, PyObject *arg)
 {
-    int fd;
+    int fd, parked;
+    PyObject *key;
 
     if (fs_fd_converter(arg, &fd) < 0) {
         return NULL;
@@ -406,13 +498,12 @@ EpollCore_unregister_unlocked(EpollCore *self, PyObject *arg)
             || self->table[fd].key == NULL) {
         Py_RETURN_NONE;
     }
-    self->nregistered--;
-    self->table[fd].stamp = ++self->mutations;
-    if (!self->table[fd].parked) {
-        del_fd(self, fd);
+    parked = self->table[fd].parked;
+    key = forget(self, fd);
+    if (!parked) {
+        del_fd(self, fd);       /* (after: a rebuild must not re-add fd) */
     }
-    Py_CLEAR(self->table[fd].key);
-    Py_RETURN_NONE;
+    return key;                 /* the caller releases it */
 }
 
 /* The live entry an event belongs to, or NULL: the fd was unregistered
@@ -436,21 +527,31 @@ entry_of(EpollCore *self, const struct epoll_event *ev)
 
 /* Right after a wait returns, before any Python code can run (callbacks,
  * finalizers): note what the kernel just did.  It disarmed every ONESHOT
- * registration it reported; an event that belongs to no live entry sets
- * stale_seen, so the caller can rebuild if orphans may exist. */
-static void
-note_batch(EpollCore *self, const struct epoll_event *events, int n)
+ * registration it reported.  Returns how many events belong to live
+ * entries (stats) and sets *stale if one does not, so the caller can
+ * rebuild if orphans may exist. */
+static int
+note_batch(EpollCore *self, const struct epoll_event *events, int n,
+           uint64_t stamp, int *stale)
 {
-    int i;
+    int i, live = 0;
     for (i = 0; i < n; i++) {
         fs_entry *entry = entry_of(self, &events[i]);
         if (entry == NULL) {
-            self->stale_seen = 1;
+            *stale = 1;
+            continue;
         }
-        else if (entry->events & FS_ONESHOT) {
+        live++;
+        /* Not if another thread changed it during the wait (stamp: when
+         * the wait began): its modify() may have re-armed it after the
+         * kernel reported it.  Wrongly "disarmed", a rebuild would park it
+         * and its events would be lost; wrongly "armed", at worst re-added
+         * armed by a rebuild: one event more. */
+        if ((entry->events & FS_ONESHOT) && entry->stamp <= stamp) {
             entry->armed = 0;
         }
     }
+    return live;
 }
 
 /* Turn n kernel events into [(key, events), ...]. */
@@ -508,7 +609,7 @@ error:
  * (epoll_wait requires it).  When more are ready than the batch holds, the
  * kernel keeps the rest and rotates its ready list: nobody starves. */
 static int
-batch_size(EpollCore *self, int requested)
+batch_size(EpollCore *self, int requested, int *limited)
 {
     /* Orphans (top of this file) may take slots too: room for them, so a
      * live fd's event is not crowded out of this wait by theirs. */
@@ -518,7 +619,8 @@ batch_size(EpollCore *self, int requested)
     if (requested <= 0) {
         requested = self->maxevents;
     }
-    return (requested <= 0 || requested > all) ? all : requested;
+    *limited = requested > 0 && requested < all;
+    return *limited ? requested : all;
 }
 
 /* Make *buf hold at least need events; grow geometrically so that a
@@ -544,74 +646,46 @@ reserve_events(struct epoll_event **buf, int *size, int need)
     return 0;
 }
 
-/* epoll_pwait2() (Linux 5.11) takes a timespec: sub-millisecond waits.
- * glibc has a wrapper only since 2.35, so it is called through syscall():
- * wheels stay manylinux2014 (glibc 2.17) compatible.  Its number is 441 on
- * every architecture (asm-generic).  Kernels without it answer ENOSYS, and
- * the seccomp profiles of older container runtimes EPERM: then every later
- * wait of the process uses epoll_wait(), rounding up to milliseconds like
- * the stdlib.  (A plain int: a lost race only costs one more probe.) */
-#ifndef SYS_epoll_pwait2
-#define SYS_epoll_pwait2 441
-#endif
-static int pwait2_usable = 1;
-
-static int
-epoll_wait_precise(int epfd, struct epoll_event *events, int maxevents,
-                   fs_timeout *timeout)
-{
-    if (timeout->ms > 0 && pwait2_usable) {
-        struct timespec ts;
-        int n;
-        ts.tv_sec = (time_t)(timeout->ns / 1000000000LL);
-        ts.tv_nsec = (long)(timeout->ns % 1000000000LL);
-        n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, &ts,
-                         NULL, (size_t)0);
-        if (n >= 0 || (errno != ENOSYS && errno != EPERM)) {
-            return n;
-        }
-        pwait2_usable = 0;
-    }
-    return epoll_wait(epfd, events, maxevents, timeout->ms);
-}
-
-/* precise_timeouts() -> bool: does this process wait with epoll_pwait2?
- * Probes the kernel (a zero wait) if no wait has told yet. */
+/* precise_timeouts() -> bool: does this process wait with epoll_pwait2
+ * (waits.h)? */
 static PyObject *
 EpollCore_precise_timeouts_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->epfd < 0) {
         return fs_closed_error();
     }
-    if (pwait2_usable) {
-        struct epoll_event ev;
-        struct timespec ts = {0, 0};
-        if (syscall(SYS_epoll_pwait2, self->epfd, &ev, 1, &ts, NULL,
-                    (size_t)0) < 0 && (errno == ENOSYS || errno == EPERM)) {
-            pwait2_usable = 0;
-        }
-    }
-    return PyBool_FromLong(pwait2_usable);
+    return PyBool_FromLong(fs_pwait2_probe(self->epfd));
 }
 
-/* A fresh epoll instance in place of the current one, at the same fd
- * number (dup3), holding every registration of the table that the kernel
- * still has.  verify: check each one with an EPOLL_CTL_MOD on the old
- * instance first (fails for a closed fd, or a number that now names another
- * file: re-adding it would watch that file under this key).  After fork()
- * the old instance is the parent's and must not be touched: no verify.
+/* Make every thread waiting in epoll_wait() on epfd return: add a file
+ * that is always readable (fs_always_readable_fd) to the instance.  For an
+ * instance about to be closed or replaced: its waiters then see that. */
+static void
+kick_waiters(int epfd)
+{
+    int fd = fs_always_readable_fd();
+    struct epoll_event ev;
+    if (fd < 0) {
+        return;     /* EMFILE: they return at their timeout, or an event */
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.u64 = UINT64_MAX;   /* fd -1: no entry */
+    (void)epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* Add to epfd every registration of the table that the kernel still has.
+ * verify: check each one with an EPOLL_CTL_MOD on the current instance
+ * first (fails for a closed fd, or a number that now names another file:
+ * re-adding it would watch that file under this key).  After fork() the
+ * old instance is the parent's and must not be touched: no verify.
  * Disarmed ONESHOT registrations are parked, not added (see the top of this
- * file).  Returns -1 with errno set if no new instance could be made; the
- * old one is then kept as it was. */
-static int
-rebuild(EpollCore *self, int verify)
+ * file). */
+static void
+add_registrations(EpollCore *self, int epfd, int verify)
 {
     Py_ssize_t fd;
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
 
-    if (epfd < 0) {
-        return -1;
-    }
     for (fd = 0; fd < self->table_size; fd++) {
         fs_entry *entry = &self->table[fd];
         if (entry->key == NULL || entry->parked) {
@@ -635,6 +709,27 @@ rebuild(EpollCore *self, int verify)
         (void)ctl_raw(epfd, EPOLL_CTL_ADD, (int)fd, entry->events,
                       entry->gen);
     }
+}
+
+/* A new epoll instance, holding what add_registrations() adds (or nothing:
+ * with_registrations 0), in place of the current one at the same fd number
+ * (dup3).  -1 with errno set if none could be made: the old one is kept. */
+static int
+replace_instance(EpollCore *self, int with_registrations, int verify)
+{
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+    if (epfd < 0) {
+        return -1;
+    }
+    if (with_registrations) {
+        add_registrations(self, epfd, verify);
+    }
+    /* Threads waiting on the old instance would sleep on in it, blind to
+     * the new one: kick them off it (one extra wake-up each). */
+    if (self->nwaiting > 0) {
+        kick_waiters(self->epfd);
+    }
     if (dup3(epfd, self->epfd, O_CLOEXEC) < 0) {
         int saved_errno = errno;
         close(epfd);
@@ -643,32 +738,72 @@ rebuild(EpollCore *self, int verify)
     }
     close(epfd);
     self->orphans = 0;
-    self->stale_seen = 0;
+    return 0;
+}
+
+/* The orphans' rebuild (the top of this file).  Selectors that watch this
+ * epoll fd (nested selectors) watched the old instance, which the dup3
+ * closed: the module's rebuild hook (_selectors.replaced) has them add the
+ * new one. */
+static int
+rebuild(EpollCore *self, int verify)
+{
+    PyObject *hook = fs_state_of(Py_TYPE(self))->rebuild_hook, *rc;
+
+    if (replace_instance(self, 1, verify) < 0) {
+        return -1;
+    }
+    self->stats.rebuilds++;
+    if (hook != NULL) {
+        Py_INCREF(hook);
+        rc = PyObject_CallFunction(hook, "i", self->epfd);
+        if (rc == NULL) {
+            PyErr_WriteUnraisable(hook);
+        }
+        Py_XDECREF(rc);
+        Py_DECREF(hook);
+    }
     return 0;
 }
 
 /* The wait without the GIL, retried on EINTR with the remaining time once
  * the signal handlers have run (PEP 475).  Returns the number of events,
- * or -1 with an exception set. */
+ * or -1 with an exception set: the closed error if the selector was closed
+ * meanwhile (by a signal handler, or by another thread: close() kicks the
+ * waiters off the instance).  full: the batch was limited by maxevents. */
 static int
 wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
-            fs_timeout *timeout)
+            fs_timeout *timeout, int limited)
 {
+    long long start = timeout->ms != 0 ? fs_now_ns() : 0;
     for (;;) {
-        int n, saved_errno, epfd = self->epfd;
+        int n, saved_errno, epfd = self->epfd, stale = 0;
+        uint64_t stamp = self->mutations;
         self->nwaiting++;
         Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait_precise(epfd, events, maxevents, timeout);
+        n = fs_epoll_wait_ns(epfd, events, maxevents, timeout->ms,
+                             timeout->ns);
         saved_errno = errno;
         Py_END_ALLOW_THREADS
         self->nwaiting--;
+        if (self->epfd < 0) {
+            if (self->nwaiting == 0 && self->zombie >= 0) {
+                close(self->zombie);    /* the last waiter out */
+                self->zombie = -1;
+            }
+            fs_closed_error();
+            return -1;
+        }
         if (n >= 0) {
-            note_batch(self, events, n);
-            /* An orphan spoke: rebuild now, unless another thread still
-             * waits on this instance (the last one out does it).  If the
-             * rebuild fails (EMFILE), the next stale event tries again. */
-            if (self->stale_seen && self->orphans > 0 && self->nwaiting == 0
-                    && self->epfd >= 0) {
+            int live = note_batch(self, events, n, stamp, &stale);
+            if (start) {
+                self->stats.idle_ns += fs_now_ns() - start;
+            }
+            fs_stats_wait(&self->stats, live, limited && n == maxevents);
+            /* An orphan spoke: rebuild now (threads still waiting on the
+             * old instance are kicked off it).  If the rebuild fails
+             * (EMFILE), the next stale event tries again. */
+            if (stale && self->orphans > 0) {
                 (void)rebuild(self, 1);
             }
             return n;
@@ -688,6 +823,10 @@ wait_events(EpollCore *self, struct epoll_event *events, int maxevents,
         }
         timeout->ms = fs_timeout_remaining(timeout);
         if (timeout->ms == 0) {
+            if (start) {
+                self->stats.idle_ns += fs_now_ns() - start;
+            }
+            fs_stats_wait(&self->stats, 0, 0);
             return 0;
         }
     }
@@ -700,7 +839,7 @@ EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
     PyObject *timeout_obj, *result = NULL;
     fs_timeout timeout;
     struct epoll_event *events;
-    int maxevents, n, own_buffer;
+    int maxevents, n, own_buffer, limited;
 
     if (fs_parse_select_args("select", args, nargs, kwnames, &timeout_obj,
                              &maxevents) < 0) {
@@ -713,7 +852,7 @@ EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
             || fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
-    maxevents = batch_size(self, maxevents);
+    maxevents = batch_size(self, maxevents, &limited);
     own_buffer = !self->buf_busy;
     if (own_buffer) {
         if (reserve_events(&self->buf, &self->buf_size, maxevents) < 0) {
@@ -730,7 +869,7 @@ EpollCore_select_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t nar
             return PyErr_NoMemory();
         }
     }
-    n = wait_events(self, events, maxevents, &timeout);
+    n = wait_events(self, events, maxevents, &timeout, limited);
     if (n >= 0) {
         result = build_result(self, events, n);
     }
@@ -799,6 +938,7 @@ deliver_pending(EpollCore *self, Py_ssize_t *count)
         }
         Py_DECREF(result);
         (*count)++;
+        self->stats.callbacks++;
         if (self->epfd < 0) {
             break;              /* a callback closed the selector */
         }
@@ -832,12 +972,12 @@ EpollCore_dispatch_unlocked(EpollCore *self, PyObject *const *args, Py_ssize_t n
     rc = deliver_pending(self, &count);
     if (rc == 0 && count == 0 && self->epfd >= 0) {
         /* Nothing (still valid) was pending: wait for a new batch. */
-        int maxevents = batch_size(self, requested), n;
+        int limited, maxevents = batch_size(self, requested, &limited), n;
         if (reserve_events(&self->dbuf, &self->dbuf_size, maxevents) < 0) {
             rc = -1;
         }
         else {
-            n = wait_events(self, self->dbuf, maxevents, &timeout);
+            n = wait_events(self, self->dbuf, maxevents, &timeout, limited);
             if (n < 0) {
                 rc = -1;
             }
@@ -873,7 +1013,13 @@ EpollCore_close_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
     if (epfd >= 0) {
         self->epfd = -1;        /* first: close() may run again from a
                                    finalizer during the clear below */
-        close(epfd);
+        if (self->nwaiting > 0) {
+            kick_waiters(epfd); /* they raise the closed error, and */
+            self->zombie = epfd;    /* the last one closes it */
+        }
+        else {
+            close(epfd);
+        }
         EpollCore_clear(self);
         if (!self->buf_busy) {  /* else another wait is using it */
             PyMem_Free(self->buf);
@@ -894,7 +1040,7 @@ EpollCore_close_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
  * inherited epfd is the parent's epoll instance: every change the child
  * made to it would change what the parent sees, and both would steal each
  * other's events.  So the child gets a fresh instance with the same
- * registrations, at the same fd number (issue #5); replacing the inherited
+ * registrations, at the same fd number; replacing the inherited
  * fd does not touch the parent's instance.  Only the forking thread exists
  * in the child: waits and dispatches other threads had under way are gone,
  * so their claims on the buffers are dropped. */
@@ -903,11 +1049,57 @@ EpollCore_after_fork_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
 {
     self->buf_busy = 0;
     self->dthread = 0;
-    self->dpos = self->dn = 0;
+    self->dpos = self->dn = 0;      /* the parent delivers its own batch */
     self->nwaiting = 0;
-    if (self->epfd >= 0 && rebuild(self, 0) < 0) {
+    if (self->zombie >= 0) {        /* no waiter here: the child's copy */
+        close(self->zombie);
+        self->zombie = -1;
+    }
+    if (self->epfd >= 0 && replace_instance(self, 0, 0) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    Py_RETURN_NONE;
+}
+
+/* _after_fork_readd(): the second step in the child, once every selector
+ * has its own new instance (_after_fork): the registrations, added by fd
+ * number -- so one that names another selector's epoll fd watches that
+ * selector's new instance, not the parent's. */
+static PyObject *
+EpollCore_after_fork_readd_unlocked(EpollCore *self,
+                                    PyObject *Py_UNUSED(ignored))
+{
+    if (self->epfd >= 0) {
+        add_registrations(self, self->epfd, 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* _reattach(fd): fd names a kernel object that was just replaced by a new
+ * one at the same number (another selector's rebuild: rebuild()); watch
+ * the new one.  A new generation: if the old registration survives (a
+ * forked child holds the old file), its events are an orphan's. */
+static PyObject *
+EpollCore_reattach_unlocked(EpollCore *self, PyObject *arg)
+{
+    int fd;
+    fs_entry *entry;
+
+    if (fs_fd_converter(arg, &fd) < 0) {
+        return NULL;
+    }
+    if (self->epfd < 0 || fd >= self->table_size
+            || self->table[fd].key == NULL || self->table[fd].parked) {
+        Py_RETURN_NONE;
+    }
+    entry = &self->table[fd];
+    entry->gen = self->next_gen++;
+    if (ctl_raw(self->epfd, EPOLL_CTL_ADD, fd, entry->events, entry->gen) < 0
+            && errno == EEXIST) {
+        (void)ctl_raw(self->epfd, EPOLL_CTL_MOD, fd, entry->events,
+                      entry->gen);
+    }
+    self->orphans++;
     Py_RETURN_NONE;
 }
 
@@ -918,6 +1110,13 @@ EpollCore_fileno_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
         return fs_closed_error();
     }
     return PyLong_FromLong(self->epfd);
+}
+
+static PyObject *
+EpollCore_get_keys_unlocked(EpollCore *self, void *Py_UNUSED(closure))
+{
+    Py_INCREF(self->keys);
+    return self->keys;
 }
 
 static PyObject *
@@ -999,7 +1198,7 @@ EpollCore_asyncio_select_unlocked(EpollCore *self, PyObject *const *args,
     fs_timeout timeout;
     struct epoll_event *events;
     Py_ssize_t count = 0;
-    int maxevents, n, own_buffer, rc = -1;
+    int maxevents, n, own_buffer, limited, rc = -1;
 
     if (nargs != 3) {
         PyErr_Format(PyExc_TypeError, "_asyncio_select() takes exactly 3 "
@@ -1013,7 +1212,7 @@ EpollCore_asyncio_select_unlocked(EpollCore *self, PyObject *const *args,
             || fs_timeout_init(&timeout, args[0]) < 0) {
         return NULL;
     }
-    maxevents = batch_size(self, 0);
+    maxevents = batch_size(self, 0, &limited);
     own_buffer = !self->buf_busy;
     if (own_buffer) {
         if (reserve_events(&self->buf, &self->buf_size, maxevents) < 0) {
@@ -1028,7 +1227,7 @@ EpollCore_asyncio_select_unlocked(EpollCore *self, PyObject *const *args,
             return PyErr_NoMemory();
         }
     }
-    n = wait_events(self, events, maxevents, &timeout);
+    n = wait_events(self, events, maxevents, &timeout, limited);
     if (n >= 0) {
         rc = asyncio_deliver(self, events, n, args[1], args[2], &count);
     }
@@ -1051,6 +1250,13 @@ EpollCore_asyncio_select_unlocked(EpollCore *self, PyObject *const *args,
     return PyLong_FromSsize_t(count);
 }
 
+static PyObject *
+EpollCore_stats_unlocked(EpollCore *self, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames)
+{
+    return fs_stats_get(&self->stats, args, nargs, kwnames);
+}
+
 /* The methods, each inside a critical section on the core (free-
  * threaded CPython; nothing elsewhere): fastselectors.h. */
 FS_LOCKED(PyObject *, EpollCore_register, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs),
@@ -1071,9 +1277,15 @@ FS_LOCKED(PyObject *, EpollCore_close, (EpollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, EpollCore_after_fork, (EpollCore *self, PyObject *ignored),
           self, ignored)
+FS_LOCKED(PyObject *, EpollCore_after_fork_readd, (EpollCore *self, PyObject *ignored),
+          self, ignored)
+FS_LOCKED(PyObject *, EpollCore_reattach, (EpollCore *self, PyObject *arg),
+          self, arg)
 FS_LOCKED(PyObject *, EpollCore_fileno, (EpollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, EpollCore_get_closed, (EpollCore *self, void *closure),
+          self, closure)
+FS_LOCKED(PyObject *, EpollCore_get_keys, (EpollCore *self, void *closure),
           self, closure)
 FS_LOCKED(PyObject *, EpollCore_get_maxevents, (EpollCore *self, void *closure),
           self, closure)
@@ -1081,6 +1293,8 @@ FS_LOCKED(int, EpollCore_set_maxevents, (EpollCore *self, PyObject *value, void 
           self, value, closure)
 FS_LOCKED(PyObject *, EpollCore_len, (EpollCore *self, PyObject *ignored),
           self, ignored)
+FS_LOCKED(PyObject *, EpollCore_stats, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
 
 static PyMethodDef EpollCore_methods[] = {
     {"register", (PyCFunction)(void (*)(void))EpollCore_register,
@@ -1088,7 +1302,8 @@ static PyMethodDef EpollCore_methods[] = {
     {"modify", (PyCFunction)(void (*)(void))EpollCore_modify,
      METH_FASTCALL, "modify(fd, events, key): change interest and key."},
     {"unregister", (PyCFunction)EpollCore_unregister, METH_O,
-     "unregister(fd): remove fd; a closed fd is not an error."},
+     "unregister(fd) -> the key removed, or None; a closed fd is not an "
+     "error."},
     {"select", (PyCFunction)(void (*)(void))EpollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None, maxevents=None) -> list of (key, events)."},
@@ -1101,8 +1316,12 @@ static PyMethodDef EpollCore_methods[] = {
      METH_FASTCALL, "_asyncio_select(timeout, loop, ready) -> int: wait, "
      "then BaseSelectorEventLoop._process_events for each event (issue #13)."},
     {"_after_fork", (PyCFunction)EpollCore_after_fork, METH_NOARGS,
-     "_after_fork(): in a child process, a fresh epoll instance with the "
-     "same registrations."},
+     "_after_fork(): in a child process, a fresh empty epoll instance at "
+     "the same fd."},
+    {"_after_fork_readd", (PyCFunction)EpollCore_after_fork_readd,
+     METH_NOARGS, "_after_fork_readd(): then the registrations."},
+    {"_reattach", (PyCFunction)EpollCore_reattach, METH_O,
+     "_reattach(fd): fd's kernel object was replaced: watch the new one."},
     {"precise_timeouts", (PyCFunction)EpollCore_precise_timeouts,
      METH_NOARGS, "precise_timeouts() -> True if waits use epoll_pwait2 "
      "(sub-millisecond timeouts) in this process."},
@@ -1112,11 +1331,16 @@ static PyMethodDef EpollCore_methods[] = {
      "fileno() -> the epoll file descriptor."},
     {"registered", (PyCFunction)EpollCore_len, METH_NOARGS,
      "registered() -> how many fds are in the table."},
+    {"stats", (PyCFunction)(void (*)(void))EpollCore_stats,
+     METH_FASTCALL | METH_KEYWORDS,
+     "stats(reset=False) -> dict of the counters (docs/api.md)."},
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef EpollCore_getset[] = {
     {"closed", (getter)EpollCore_get_closed, NULL, "True once closed.", NULL},
+    {"keys", (getter)EpollCore_get_keys, NULL,
+     "The table, fd -> key: the selector's map.", NULL},
     {"maxevents", (getter)EpollCore_get_maxevents,
      (setter)EpollCore_set_maxevents,
      "Default batch size of a wait; None: every ready fd.", NULL},
@@ -1147,7 +1371,8 @@ fs_epoll_core_init(PyObject *module, fs_module_state *state)
     state->epoll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &EpollCore_spec, NULL);
     if (state->epoll_core_type == NULL
-            || fs_set_supported(state->epoll_core_type, FS_VALID_EVENTS) < 0) {
+            || fs_set_class_flags(state->epoll_core_type, FS_VALID_EVENTS,
+                                  0, 1) < 0) {
         return -1;
     }
     return PyModule_AddType(module, state->epoll_core_type);

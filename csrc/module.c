@@ -28,6 +28,7 @@ native_traverse(PyObject *module, visitproc visit, void *arg)
     int i;
     Py_VISIT(state->epoll_core_type);
     Py_VISIT(state->poll_core_type);
+    Py_VISIT(state->rebuild_hook);
     Py_VISIT(state->aio_engine_type);
     Py_VISIT(state->aio_config_type);
     Py_VISIT(state->aio_wq_type);
@@ -45,6 +46,7 @@ native_clear(PyObject *module)
     int i;
     Py_CLEAR(state->epoll_core_type);
     Py_CLEAR(state->poll_core_type);
+    Py_CLEAR(state->rebuild_hook);
     Py_CLEAR(state->aio_engine_type);
     Py_CLEAR(state->aio_config_type);
     Py_CLEAR(state->aio_wq_type);
@@ -67,6 +69,27 @@ native_free(void *module)
     native_clear((PyObject *)module);
 }
 
+/* set_rebuild_hook(fn): fn(epfd) is called after an epoll core rebuilt
+ * its instance at epfd (epoll_core.c, rebuild()). */
+static PyObject *
+set_rebuild_hook(PyObject *module, PyObject *hook)
+{
+    fs_module_state *state = PyModule_GetState(module);
+    if (!PyCallable_Check(hook)) {
+        PyErr_SetString(PyExc_TypeError, "the hook must be callable");
+        return NULL;
+    }
+    Py_INCREF(hook);
+    Py_XSETREF(state->rebuild_hook, hook);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef native_methods[] = {
+    {"set_rebuild_hook", set_rebuild_hook, METH_O,
+     "set_rebuild_hook(fn): fn(epfd) after an epoll core's rebuild."},
+    {NULL, NULL, 0, NULL}
+};
+
 static PyModuleDef_Slot native_slots[] = {
     {Py_mod_exec, native_exec},
 #ifdef Py_GIL_DISABLED
@@ -82,7 +105,7 @@ static struct PyModuleDef native_module = {
     .m_name = "fastselectors._native",
     .m_doc = "The native tier of fastselectors: epoll and poll cores in C.",
     .m_size = sizeof(fs_module_state),
-    .m_methods = fs_aio_methods,
+    .m_methods = native_methods,
     .m_slots = native_slots,
     .m_traverse = native_traverse,
     .m_clear = native_clear,

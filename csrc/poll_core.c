@@ -1,33 +1,55 @@
 /* PollCore: the native poll(2) core (every POSIX system).
  *
- * poll() takes an array, so the core keeps a compact pollfd array with a
- * parallel array of keys, and an fd -> index dict for modify/unregister
- * (poll accepts any fd number, so an fd-indexed table could be huge).
- * Unregistering moves the last entry into the hole: order is unspecified,
- * as in the stdlib.
+ * poll() takes an array, so the core keeps a master pollfd array in
+ * registration order, a parallel array of keys, and an fd -> position dict
+ * for modify/unregister (poll accepts any fd number, so an fd-indexed table
+ * could be huge).  The results come in the stdlib's order, registration
+ * order (the contract in _types.Core):
+ *  - unregister leaves a hole (fd -1, which poll skips) instead of moving
+ *    entries; a compacted copy, order kept, replaces the arrays once holes
+ *    outnumber live entries (O(1) amortised per unregister);
+ *  - ONESHOT is emulated exactly: a reported entry is disarmed by storing
+ *    DISARMED(fd), negative, which poll skips (not even POLLHUP comes back);
+ *    modify() re-arms it as a new registration would be: the old entry
+ *    becomes a hole and the fd is appended (the Python tiers, which drop
+ *    the fd from their poll set, do the same).
  *
- * The wait runs on a copy of the pollfd array (a memcpy, cheap next to the
- * O(n) poll itself): another thread may register or unregister while the
- * GIL is released, and must not move the memory the kernel writes to.  A
- * generation counter tells whether the copy still lines up with the key
- * array afterwards; if not, ready fds are looked up by number.
+ * The dict's keys are exact ints made here from the C fd, never the
+ * caller's object: an int subclass's __hash__/__eq__ would otherwise run
+ * in the middle of an update.  Everything that can fail (allocation, dict
+ * insertion) happens before the arrays change; a key's last DECREF, which
+ * may run a finalizer that re-enters the core, comes last.
+ *
+ * The wait runs on a copy of the array (a memcpy, cheap next to the O(n)
+ * poll itself): another thread may register or unregister while the GIL is
+ * released, and must not move the memory the kernel writes to.  A
+ * generation counter tells whether the copy still lines up with the master
+ * afterwards; if not, ready fds are looked up by number.  A waker pipe
+ * (made on the first blocking wait) is polled after the entries: close()
+ * from another thread or a signal handler writes to it, and the wait ends
+ * at once with the closed error.
  */
 #include "fastselectors.h"
 
-#include <errno.h>
-#include <poll.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include "pythread.h"
+#include "waits.h"
 
 typedef struct {
     PyObject_HEAD
-    struct pollfd *fds;         /* compact, n entries */
-    PyObject **keys;            /* keys[i] belongs to fds[i] (strong refs) */
+    struct pollfd *fds;         /* master: n entries, holes have fd -1 */
+    PyObject **keys;            /* keys[i] belongs to fds[i]; NULL: hole */
     unsigned int *gevents;      /* gevents[i]: its events mask (ours) */
-    Py_ssize_t n, cap;
-    PyObject *index;            /* dict: fd -> index into fds/keys */
+    Py_ssize_t n, cap, holes;
+    PyObject *index;            /* dict: exact int fd -> position */
+    PyObject *map;              /* dict fd -> key: the selector's map (the
+                                   same keys as the array: fs_keys_set) */
     struct pollfd *wait_buf;    /* reused copy of fds for the wait */
     Py_ssize_t wait_cap;
     int wait_busy;
+    int nwaiting;               /* threads inside poll() */
+    int wake_r, wake_w;         /* the waker pipe, -1 until needed */
     unsigned long generation;   /* bumped by every change of fds/keys */
     int closed;
     /* dispatch(): the batch of its last wait, as [(key, events)], and the
@@ -41,6 +63,7 @@ typedef struct {
     PyObject **ready;           /* the module's ints 0..FS_READY_MAX-1 */
     int maxevents;              /* default batch size; 0: every ready fd */
     Py_ssize_t rotor;           /* where the next batch starts scanning */
+    fs_stats stats;             /* stats() */
 } PollCore;
 
 /* POLLRDHUP is Linux's (with _GNU_SOURCE, which pyconfig.h defines). */
@@ -52,11 +75,9 @@ typedef struct {
                            | FS_ONESHOT)
 #endif
 
-/* ONESHOT is emulated exactly: a reported entry is disarmed by negating its
- * fd (poll(2) ignores negative fds, so not even POLLHUP comes back) until
- * modify() re-arms it.  DISARMED(fd) maps both ways. */
-#define DISARMED(fd) (-1 - (fd))
-#define REAL_FD(fd) ((fd) < 0 ? DISARMED(fd) : (fd))
+#define HOLE (-1)
+/* A disarmed ONESHOT entry; maps both ways; never HOLE. */
+#define DISARMED(fd) (-2 - (fd))
 
 static short
 to_poll_mask(unsigned int events)
@@ -111,9 +132,11 @@ PollCore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
+    self->wake_r = self->wake_w = -1;
     self->ready = fs_state_of(type)->ready;
     self->index = PyDict_New();
-    if (self->index == NULL) {
+    self->map = PyDict_New();
+    if (self->index == NULL || self->map == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -126,6 +149,7 @@ PollCore_traverse(PollCore *self, visitproc visit, void *arg)
     Py_ssize_t i;
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->index);
+    Py_VISIT(self->map);
     Py_VISIT(self->pending);
     for (i = 0; i < self->n; i++) {
         Py_VISIT(self->keys[i]);
@@ -133,21 +157,38 @@ PollCore_traverse(PollCore *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Drop every registration.  The dicts go first (the index: exact ints;
+ * the map: the array still holds each key; no user code runs), so a
+ * finalizer run by a key's DECREF that re-enters the core finds nothing
+ * registered; then the entries, from the end, n updated before each
+ * DECREF. */
 static int
 PollCore_clear(PollCore *self)
 {
-    /* Pop from the end, one at a time, with n updated before each DECREF:
-     * a finalizer that re-enters the core sees a consistent state. */
-    while (self->n > 0) {
-        PyObject *key = self->keys[--self->n];
-        self->generation++;
-        Py_DECREF(key);
-    }
     if (self->index != NULL) {
         PyDict_Clear(self->index);
     }
+    if (self->map != NULL) {
+        PyDict_Clear(self->map);
+    }
+    while (self->n > 0) {
+        PyObject *key = self->keys[--self->n];
+        self->generation++;
+        Py_XDECREF(key);
+    }
+    self->holes = 0;
     Py_CLEAR(self->pending);
     return 0;
+}
+
+static void
+close_waker(PollCore *self)
+{
+    if (self->wake_r >= 0) {
+        close(self->wake_r);
+        close(self->wake_w);
+        self->wake_r = self->wake_w = -1;
+    }
 }
 
 static void
@@ -155,8 +196,11 @@ PollCore_dealloc(PollCore *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    self->closed = 1;
     PollCore_clear(self);
     Py_CLEAR(self->index);
+    Py_CLEAR(self->map);
+    close_waker(self);
     PyMem_Free(self->fds);
     PyMem_Free(self->keys);
     PyMem_Free(self->gevents);
@@ -165,15 +209,25 @@ PollCore_dealloc(PollCore *self)
     Py_DECREF(tp);
 }
 
-/* index[fd] -> position, or -1 (no exception) if fd is not registered. */
+/* index[fd] -> position; -1 (no exception) if fd is not registered, -2
+ * with an exception set on failure (MemoryError only: the key is an exact
+ * int). */
 static Py_ssize_t
-find(PollCore *self, PyObject *fd_obj)
+find(PollCore *self, int fd)
 {
-    PyObject *pos = PyDict_GetItemWithError(self->index, fd_obj);
+    PyObject *fd_obj = PyLong_FromLong(fd), *pos;
+    Py_ssize_t result;
+
+    if (fd_obj == NULL) {
+        return -2;
+    }
+    pos = PyDict_GetItemWithError(self->index, fd_obj);
+    Py_DECREF(fd_obj);
     if (pos == NULL) {
         return PyErr_Occurred() ? -2 : -1;
     }
-    return PyLong_AsSsize_t(pos);
+    result = PyLong_AsSsize_t(pos);
+    return result < 0 ? -2 : result;
 }
 
 static int
@@ -195,6 +249,20 @@ set_index(PollCore *self, int fd, Py_ssize_t pos)
     return rc;
 }
 
+static int
+del_index(PollCore *self, int fd)
+{
+    PyObject *k = PyLong_FromLong(fd);
+    int rc;
+    if (k == NULL) {
+        return -1;
+    }
+    rc = PyDict_DelItem(self->index, k);
+    Py_DECREF(k);
+    return rc;
+}
+
+/* Room for one more entry at the end. */
 static int
 reserve(PollCore *self)
 {
@@ -229,6 +297,92 @@ reserve(PollCore *self)
     return 0;
 }
 
+/* Replace the arrays and the index by copies without holes, order kept.
+ * Optional work: on failure (-1) nothing changes, and no exception is
+ * left. */
+static int
+compact(PollCore *self)
+{
+    Py_ssize_t i, j = 0, live = self->n - self->holes;
+    Py_ssize_t cap = Py_MAX(2 * live, 16);
+    struct pollfd *fds = PyMem_Malloc((size_t)cap * sizeof(*fds));
+    PyObject **keys = PyMem_Malloc((size_t)cap * sizeof(*keys));
+    unsigned int *gevents = PyMem_Malloc((size_t)cap * sizeof(*gevents));
+    PyObject *index = PyDict_New(), *old_index;
+
+    if (fds == NULL || keys == NULL || gevents == NULL || index == NULL) {
+        goto fail;
+    }
+    for (i = 0; i < self->n; i++) {
+        PyObject *k, *v;
+        int rc, fd = self->fds[i].fd;
+        if (fd == HOLE) {
+            continue;
+        }
+        k = PyLong_FromLong(fd < 0 ? DISARMED(fd) : fd);
+        v = PyLong_FromSsize_t(j);
+        rc = (k == NULL || v == NULL) ? -1 : PyDict_SetItem(index, k, v);
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (rc < 0) {
+            goto fail;
+        }
+        fds[j] = self->fds[i];
+        keys[j] = self->keys[i];
+        gevents[j] = self->gevents[i];
+        j++;
+    }
+    PyMem_Free(self->fds);
+    PyMem_Free(self->keys);
+    PyMem_Free(self->gevents);
+    self->fds = fds;
+    self->keys = keys;
+    self->gevents = gevents;
+    self->cap = cap;
+    self->n = j;
+    self->holes = 0;
+    self->generation++;
+    old_index = self->index;
+    self->index = index;
+    Py_DECREF(old_index);   /* exact ints only: no user code */
+    return 0;
+
+fail:
+    PyErr_Clear();
+    PyMem_Free(fds);
+    PyMem_Free(keys);
+    PyMem_Free(gevents);
+    Py_XDECREF(index);
+    return -1;
+}
+
+/* Append (fd, events, key) at the end; the index must already say n. */
+static void
+append_entry(PollCore *self, int fd, unsigned int events, PyObject *key)
+{
+    Py_ssize_t pos = self->n++;
+    self->fds[pos].fd = fd;
+    self->fds[pos].events = to_poll_mask(events);
+    self->fds[pos].revents = 0;
+    self->gevents[pos] = events;
+    Py_INCREF(key);
+    self->keys[pos] = key;
+    self->generation++;
+}
+
+/* Turn entry pos into a hole; returns its key (the caller DECREFs it once
+ * the core is consistent). */
+static PyObject *
+make_hole(PollCore *self, Py_ssize_t pos)
+{
+    PyObject *key = self->keys[pos];
+    self->keys[pos] = NULL;
+    self->fds[pos].fd = HOLE;
+    self->holes++;
+    self->generation++;
+    return key;
+}
+
 static PyObject *
 PollCore_register_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -242,7 +396,7 @@ PollCore_register_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nar
     if (self->closed) {
         return fs_closed_error();
     }
-    pos = find(self, args[0]);
+    pos = find(self, fd);
     if (pos == -2) {
         return NULL;
     }
@@ -250,18 +404,14 @@ PollCore_register_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nar
         PyErr_Format(PyExc_KeyError, "fd %d is already registered", fd);
         return NULL;
     }
-    /* Everything that can fail happens before the arrays change. */
     if (reserve(self) < 0 || set_index(self, fd, self->n) < 0) {
         return NULL;
     }
-    pos = self->n++;
-    self->fds[pos].fd = fd;
-    self->fds[pos].events = to_poll_mask(events);
-    self->fds[pos].revents = 0;
-    self->gevents[pos] = events;
-    Py_INCREF(args[2]);
-    self->keys[pos] = args[2];
-    self->generation++;
+    if (fs_keys_set(self->map, fd, args[2]) < 0) {
+        (void)del_index(self, fd);
+        return NULL;
+    }
+    append_entry(self, fd, events, args[2]);
     Py_RETURN_NONE;
 }
 
@@ -271,6 +421,7 @@ PollCore_modify_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs
     int fd;
     unsigned int events;
     Py_ssize_t pos;
+    PyObject *old;
 
     if (fs_parse_fd_events("modify", args, nargs, &fd, &events) < 0) {
         return NULL;
@@ -278,19 +429,38 @@ PollCore_modify_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs
     if (self->closed) {
         return fs_closed_error();
     }
-    pos = find(self, args[0]);
+    pos = find(self, fd);
     if (pos < 0) {
         if (pos == -1) {
             PyErr_Format(PyExc_KeyError, "fd %d is not registered", fd);
         }
         return NULL;
     }
-    self->fds[pos].fd = fd;                 /* re-arms a ONESHOT entry */
-    self->fds[pos].events = to_poll_mask(events);
-    self->gevents[pos] = events;
-    self->generation++;
-    Py_INCREF(args[2]);
-    Py_SETREF(self->keys[pos], args[2]);
+    /* Replacing a dict value allocates nothing: this cannot fail. */
+    if (fs_keys_set(self->map, fd, args[2]) < 0) {
+        return NULL;
+    }
+    if (self->fds[pos].fd < 0) {
+        /* A disarmed ONESHOT: re-armed as a new registration, at the end
+         * (see the top of this file). */
+        if (reserve(self) < 0 || set_index(self, fd, self->n) < 0) {
+            return NULL;
+        }
+        old = make_hole(self, pos);
+        append_entry(self, fd, events, args[2]);
+        if (2 * self->holes > self->n) {
+            (void)compact(self);
+        }
+    }
+    else {
+        self->fds[pos].events = to_poll_mask(events);
+        self->gevents[pos] = events;
+        self->generation++;
+        old = self->keys[pos];
+        Py_INCREF(args[2]);
+        self->keys[pos] = args[2];
+    }
+    Py_DECREF(old);     /* last: may run arbitrary code */
     Py_RETURN_NONE;
 }
 
@@ -298,35 +468,28 @@ static PyObject *
 PollCore_unregister_unlocked(PollCore *self, PyObject *arg)
 {
     int fd;
-    Py_ssize_t pos, last;
+    Py_ssize_t pos;
     PyObject *key;
 
     if (fs_fd_converter(arg, &fd) < 0) {
         return NULL;
     }
-    pos = find(self, arg);
+    pos = find(self, fd);
     if (pos == -2) {
         return NULL;
     }
     if (pos == -1) {
         Py_RETURN_NONE;
     }
-    last = self->n - 1;
-    if (pos != last
-            && set_index(self, REAL_FD(self->fds[last].fd), pos) < 0) {
+    if (del_index(self, fd) < 0) {
         return NULL;
     }
-    if (PyDict_DelItem(self->index, arg) < 0) {
-        return NULL;
+    key = make_hole(self, pos);
+    fs_keys_del(self->map, fd);
+    if (2 * self->holes > self->n) {
+        (void)compact(self);
     }
-    key = self->keys[pos];
-    self->fds[pos] = self->fds[last];
-    self->keys[pos] = self->keys[last];
-    self->gevents[pos] = self->gevents[last];
-    self->n = last;
-    self->generation++;
-    Py_DECREF(key);     /* last: may run arbitrary code */
-    Py_RETURN_NONE;
+    return key;     /* the caller releases it: may run arbitrary code */
 }
 
 static PyObject *
@@ -344,17 +507,19 @@ append_ready(PyObject *result, PyObject *key, PyObject *ready)
     return rc < 0 ? NULL : result;
 }
 
-/* Collect at most limit (0: all) ready entries of the wait copy.  With a
- * limit, the scan starts where the previous batch stopped, so that fds
- * early in the array cannot starve the others: the ones left out are still
- * ready (level-triggered) and come first next time. */
+/* Collect at most limit (0: all) ready entries of the wait copy, in the
+ * array's order.  With a limit, the scan starts where the previous batch
+ * stopped, so that fds early in the array cannot starve the others: the
+ * ones left out are still ready (level-triggered) and come first next
+ * time.  *full: the limit cut the batch short. */
 static PyObject *
 build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
-             unsigned long generation, int limit)
+             unsigned long generation, int limit, int *full)
 {
     PyObject *result = PyList_New(0);
     Py_ssize_t k, start = 0, taken = 0;
 
+    *full = 0;
     if (result == NULL) {
         return NULL;
     }
@@ -366,24 +531,19 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
         unsigned int mask;
         PyObject *key, *ready;
 
-        if (limit > 0 && taken == limit) {
-            self->rotor = i;
-            break;
-        }
-
         if (fds[i].revents == 0) {
             continue;
+        }
+        if (limit > 0 && taken == limit) {
+            self->rotor = i;
+            *full = 1;
+            break;
         }
         nready--;
         if (generation != self->generation) {
             /* The arrays changed during the wait (or during this loop,
              * through a finalizer): find the fd's current entry, if any. */
-            PyObject *fd_obj = PyLong_FromLong(fds[i].fd);
-            if (fd_obj == NULL) {
-                goto error;
-            }
-            pos = find(self, fd_obj);
-            Py_DECREF(fd_obj);
+            pos = find(self, fds[i].fd);
             if (pos == -2) {
                 goto error;
             }
@@ -402,6 +562,7 @@ build_result(PollCore *self, struct pollfd *fds, Py_ssize_t nfds, int nready,
         ready = self->ready[mask];
         if (self->gevents[pos] & FS_ONESHOT) {
             self->fds[pos].fd = DISARMED(self->fds[pos].fd);
+            self->generation++;
         }
         key = self->keys[pos];
         Py_INCREF(key);
@@ -420,21 +581,67 @@ error:
     return NULL;
 }
 
-/* ppoll() takes a timespec: sub-millisecond waits on Linux (glibc has had
- * it since 2.4, so manylinux2014 wheels may use it); elsewhere poll() and
- * milliseconds rounded up, like the stdlib. */
-static int
-poll_precise(struct pollfd *fds, nfds_t nfds, fs_timeout *timeout)
+/* The waker (top of this file): made on the first blocking wait.  If no
+ * pipe can be made (EMFILE), waits go on without one. */
+static void
+make_waker(PollCore *self)
 {
-#ifdef __linux__
-    if (timeout->ms > 0) {
-        struct timespec ts;
-        ts.tv_sec = (time_t)(timeout->ns / 1000000000LL);
-        ts.tv_nsec = (long)(timeout->ns % 1000000000LL);
-        return ppoll(fds, nfds, &ts, NULL);
+    int fds[2];
+    if (pipe(fds) < 0) {
+        return;
     }
-#endif
-    return poll(fds, nfds, timeout->ms);
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    self->wake_r = fds[0];
+    self->wake_w = fds[1];
+}
+
+/* The wait's copy of the master (plus the waker, if with_waker and there
+ * is one): in the shared buffer if free, else in a private one.  Returns the
+ * number of pollfds, or -1 with an exception set. */
+static Py_ssize_t
+fill_wait_buffer(PollCore *self, struct pollfd **fds, int *own_buffer,
+                 int with_waker)
+{
+    Py_ssize_t nfds = self->n, npoll = nfds + (with_waker && self->wake_r >= 0);
+
+    if (*fds == NULL) {
+        *own_buffer = !self->wait_busy;
+    }
+    if (*own_buffer) {
+        if (self->wait_cap < npoll) {
+            Py_ssize_t cap = Py_MAX(self->cap + 1, npoll);
+            struct pollfd *grown = PyMem_Realloc(self->wait_buf,
+                                                 (size_t)cap * sizeof(*grown));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->wait_buf = grown;
+            self->wait_cap = cap;
+        }
+        *fds = self->wait_buf;
+        self->wait_busy = 1;
+    }
+    else {
+        struct pollfd *mine = PyMem_Realloc(*fds, (size_t)Py_MAX(npoll, 1)
+                                                  * sizeof(*mine));
+        if (mine == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *fds = mine;
+    }
+    if (nfds > 0) {
+        memcpy(*fds, self->fds, (size_t)nfds * sizeof(**fds));
+    }
+    if (npoll > nfds) {
+        (*fds)[nfds].fd = self->wake_r;
+        (*fds)[nfds].events = POLLIN;
+        (*fds)[nfds].revents = 0;
+    }
+    return npoll;
 }
 
 /* Wait (without the GIL, EINTR retried with the remaining time) on a copy
@@ -444,60 +651,68 @@ wait_and_collect(PollCore *self, PyObject *timeout_obj, int limit)
 {
     PyObject *result = NULL;
     fs_timeout timeout;
-    struct pollfd *fds;
-    Py_ssize_t nfds;
+    struct pollfd *fds = NULL;
+    Py_ssize_t nfds, npoll;
     unsigned long generation;
-    int n, own_buffer;
+    long long start = 0;
+    int n, own_buffer = 0, full = 0, with_waker = 0;
 
     if (fs_timeout_init(&timeout, timeout_obj) < 0) {
         return NULL;
     }
+    if (timeout.ms != 0) {
+        start = fs_now_ns();
+        if (self->wake_r < 0) {
+            make_waker(self);
+        }
+        with_waker = 1;
+    }
+    npoll = fill_wait_buffer(self, &fds, &own_buffer, with_waker);
+    if (npoll < 0) {
+        goto done;
+    }
     nfds = self->n;
-    own_buffer = !self->wait_busy;
-    if (own_buffer) {
-        if (self->wait_cap < nfds) {
-            fds = PyMem_Realloc(self->wait_buf, (size_t)self->cap * sizeof(*fds));
-            if (fds == NULL) {
-                return PyErr_NoMemory();
-            }
-            self->wait_buf = fds;
-            self->wait_cap = self->cap;
-        }
-        fds = self->wait_buf;
-        self->wait_busy = 1;
-    }
-    else {
-        fds = PyMem_Malloc((size_t)Py_MAX(nfds, 1) * sizeof(*fds));
-        if (fds == NULL) {
-            return PyErr_NoMemory();
-        }
-    }
-    if (nfds > 0) {
-        memcpy(fds, self->fds, (size_t)nfds * sizeof(*fds));
-    }
     generation = self->generation;
 
+    self->nwaiting++;
     for (;;) {
         int saved_errno;
         Py_BEGIN_ALLOW_THREADS
-        n = poll_precise(fds, (nfds_t)nfds, &timeout);
+        n = fs_poll_ns(fds, (nfds_t)npoll, timeout.ms, timeout.ns);
         saved_errno = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0) {
             break;
         }
+        if (saved_errno == EINVAL && !self->closed
+                && (self->holes > 0 || npoll > nfds)) {
+            /* More entries than RLIMIT_NOFILE: the stdlib would not have
+             * counted our holes, nor the waker; poll without them. */
+            if (self->holes == 0) {
+                with_waker = 0;
+            }
+            else if (compact(self) < 0) {
+                errno = saved_errno;
+                PyErr_SetFromErrno(PyExc_OSError);
+                break;
+            }
+            npoll = fill_wait_buffer(self, &fds, &own_buffer, with_waker);
+            if (npoll < 0) {
+                break;
+            }
+            nfds = self->n;
+            generation = self->generation;
+            continue;
+        }
         if (saved_errno != EINTR) {
-            errno = saved_errno;
-            PyErr_SetFromErrno(PyExc_OSError);
-            goto done;
+            if (!self->closed) {
+                errno = saved_errno;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            break;
         }
-        if (PyErr_CheckSignals() < 0) {
-            goto done;
-        }
-        if (self->closed) {
-            /* A signal handler closed the selector: do not wait on. */
-            fs_closed_error();
-            goto done;
+        if (PyErr_CheckSignals() < 0 || self->closed) {
+            break;      /* a handler raised, or closed the selector */
         }
         timeout.ms = fs_timeout_remaining(&timeout);
         if (timeout.ms == 0) {
@@ -505,10 +720,31 @@ wait_and_collect(PollCore *self, PyObject *timeout_obj, int limit)
             break;
         }
     }
+    self->nwaiting--;
+    if (self->closed && self->nwaiting == 0) {
+        close_waker(self);      /* the last waiter out of a closed core */
+    }
+    if (PyErr_Occurred()) {
+        goto done;
+    }
+    if (self->closed) {
+        /* By a signal handler or another thread (its close() woke us). */
+        fs_closed_error();
+        goto done;
+    }
+    if (npoll > nfds && fds[nfds].revents) {
+        n--;    /* the waker: not an entry (closed is checked above) */
+    }
     if (limit <= 0) {
         limit = self->maxevents;
     }
-    result = build_result(self, fds, nfds, n, generation, limit);
+    result = build_result(self, fds, nfds, n, generation, limit, &full);
+    if (start) {
+        self->stats.idle_ns += fs_now_ns() - start;
+    }
+    if (result != NULL) {
+        fs_stats_wait(&self->stats, PyList_GET_SIZE(result), full);
+    }
 
 done:
     if (own_buffer) {
@@ -540,25 +776,31 @@ PollCore_select_unlocked(PollCore *self, PyObject *const *args, Py_ssize_t nargs
     return wait_and_collect(self, timeout_obj, maxevents);
 }
 
-/* The current key of fd, borrowed, or NULL (no exception) if none. */
-static PyObject *
-current_key(PollCore *self, PyObject *key)
+/* Is key still the current key of its fd?  1 yes, 0 no, -1 error. */
+static int
+is_current(PollCore *self, PyObject *key)
 {
-    PyObject *fd_obj;
+    int fd;
     Py_ssize_t pos;
 
-    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 4) {
-        return NULL;
+    long value;
+
+    /* SelectorKey.fd: an int (no user code runs to read it) */
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 4
+            || !PyLong_Check(PyTuple_GET_ITEM(key, 1))) {
+        return 0;
     }
-    fd_obj = PyTuple_GET_ITEM(key, 1);      /* SelectorKey.fd */
-    pos = find(self, fd_obj);
-    if (pos < 0) {
-        if (pos == -2) {
-            PyErr_Clear();  /* an int key cannot fail to hash */
-        }
-        return NULL;
+    value = PyLong_AsLong(PyTuple_GET_ITEM(key, 1));
+    if (value < 0 || value > INT_MAX) {
+        PyErr_Clear();
+        return 0;
     }
-    return self->keys[pos];
+    fd = (int)value;
+    pos = find(self, fd);
+    if (pos == -2) {
+        return -1;
+    }
+    return pos >= 0 && self->keys[pos] == key;
 }
 
 /* Deliver the pending part of the dispatch batch, counting the callbacks
@@ -572,9 +814,14 @@ deliver_pending(PollCore *self, Py_ssize_t *count)
         PyObject *pair = PyList_GET_ITEM(self->pending, self->pending_pos);
         PyObject *key = PyTuple_GET_ITEM(pair, 0), *result;
         PyObject *argv[3];
+        int current;
 
         self->pending_pos++;
-        if (current_key(self, key) != key) {
+        current = is_current(self, key);
+        if (current < 0) {
+            return -1;
+        }
+        if (!current) {
             continue;       /* unregistered or changed since the wait */
         }
         Py_INCREF(pair);    /* close() may drop the pending list */
@@ -590,6 +837,7 @@ deliver_pending(PollCore *self, Py_ssize_t *count)
         }
         Py_DECREF(result);
         (*count)++;
+        self->stats.callbacks++;
         if (self->closed) {
             break;          /* a callback closed the selector */
         }
@@ -646,19 +894,48 @@ PollCore_close_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     if (!self->closed) {
         self->closed = 1;
+        if (self->wake_w >= 0) {
+            if (self->nwaiting > 0) {
+                /* Wake the waiters: they raise the closed error, and the
+                 * last one out closes the pipe. */
+                (void)write(self->wake_w, "", 1);
+            }
+            else {
+                close_waker(self);
+            }
+        }
         PollCore_clear(self);
     }
     Py_RETURN_NONE;
 }
 
 /* _after_fork(): poll has no kernel object to share with the parent; only
- * the claims of threads that do not exist in the child are dropped. */
+ * the claims of threads that do not exist in the child are dropped, and the
+ * waker pipe, which the parent shares, is the child's no more. */
 static PyObject *
 PollCore_after_fork_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
     self->wait_busy = 0;
     self->dthread = 0;
+    self->nwaiting = 0;
+    close_waker(self);
+    Py_CLEAR(self->pending);    /* the parent delivers its own batch */
     Py_RETURN_NONE;
+}
+
+/* _after_fork_readd(), _reattach(fd): nothing for poll, which names its
+ * fds anew in every wait (epoll_core.c has the story). */
+static PyObject *
+PollCore_nothing(PollCore *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PollCore_get_keys_unlocked(PollCore *self, void *Py_UNUSED(closure))
+{
+    Py_INCREF(self->map);
+    return self->map;
 }
 
 static PyObject *
@@ -686,7 +963,14 @@ PollCore_set_maxevents_unlocked(PollCore *self, PyObject *value,
 static PyObject *
 PollCore_len_unlocked(PollCore *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyLong_FromSsize_t(self->n);
+    return PyLong_FromSsize_t(self->n - self->holes);
+}
+
+static PyObject *
+PollCore_stats_unlocked(PollCore *self, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *kwnames)
+{
+    return fs_stats_get(&self->stats, args, nargs, kwnames);
 }
 
 /* The methods, each inside a critical section on the core (free-
@@ -707,12 +991,16 @@ FS_LOCKED(PyObject *, PollCore_after_fork, (PollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, PollCore_get_closed, (PollCore *self, void *closure),
           self, closure)
+FS_LOCKED(PyObject *, PollCore_get_keys, (PollCore *self, void *closure),
+          self, closure)
 FS_LOCKED(PyObject *, PollCore_get_maxevents, (PollCore *self, void *closure),
           self, closure)
 FS_LOCKED(int, PollCore_set_maxevents, (PollCore *self, PyObject *value, void *closure),
           self, value, closure)
 FS_LOCKED(PyObject *, PollCore_len, (PollCore *self, PyObject *ignored),
           self, ignored)
+FS_LOCKED(PyObject *, PollCore_stats, (PollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
+          self, args, nargs, kwnames)
 
 static PyMethodDef PollCore_methods[] = {
     {"register", (PyCFunction)(void (*)(void))PollCore_register,
@@ -720,7 +1008,7 @@ static PyMethodDef PollCore_methods[] = {
     {"modify", (PyCFunction)(void (*)(void))PollCore_modify,
      METH_FASTCALL, "modify(fd, events, key): change interest and key."},
     {"unregister", (PyCFunction)PollCore_unregister, METH_O,
-     "unregister(fd): remove fd if registered."},
+     "unregister(fd) -> the key removed, or None."},
     {"select", (PyCFunction)(void (*)(void))PollCore_select,
      METH_FASTCALL | METH_KEYWORDS,
      "select(timeout=None) -> list of (key, events)."},
@@ -730,15 +1018,24 @@ static PyMethodDef PollCore_methods[] = {
      "for each ready registration."},
     {"_after_fork", (PyCFunction)PollCore_after_fork, METH_NOARGS,
      "_after_fork(): reset per-thread state in a child process."},
+    {"_after_fork_readd", (PyCFunction)PollCore_nothing, METH_NOARGS,
+     "_after_fork_readd(): nothing to do for poll."},
+    {"_reattach", (PyCFunction)PollCore_nothing, METH_O,
+     "_reattach(fd): nothing to do for poll."},
     {"close", (PyCFunction)PollCore_close, METH_NOARGS,
      "close(): drop every key; idempotent."},
     {"registered", (PyCFunction)PollCore_len, METH_NOARGS,
      "registered() -> how many fds are in the set."},
+    {"stats", (PyCFunction)(void (*)(void))PollCore_stats,
+     METH_FASTCALL | METH_KEYWORDS,
+     "stats(reset=False) -> dict of the counters (docs/api.md)."},
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef PollCore_getset[] = {
     {"closed", (getter)PollCore_get_closed, NULL, "True once closed.", NULL},
+    {"keys", (getter)PollCore_get_keys, NULL,
+     "The table, fd -> key: the selector's map.", NULL},
     {"maxevents", (getter)PollCore_get_maxevents,
      (setter)PollCore_set_maxevents,
      "Default batch size of a wait; None: every ready fd.", NULL},
@@ -769,7 +1066,8 @@ fs_poll_core_init(PyObject *module, fs_module_state *state)
     state->poll_core_type = (PyTypeObject *)PyType_FromModuleAndSpec(
         module, &PollCore_spec, NULL);
     if (state->poll_core_type == NULL
-            || fs_set_supported(state->poll_core_type, FS_POLL_SUPPORTED) < 0) {
+            || fs_set_class_flags(state->poll_core_type, FS_POLL_SUPPORTED,
+                                  0, 0) < 0) {
         return -1;
     }
     return PyModule_AddType(module, state->poll_core_type);

@@ -21,6 +21,8 @@ file asserts fastselectors' own behaviour.
 
 import math
 import os
+from decimal import Decimal
+from fractions import Fraction
 try:
     import resource             # POSIX only
 except ImportError:
@@ -91,6 +93,13 @@ class Transcript:
                 ((self.env.norm(key), events,
                   current is not None and current.get(key.fd) is key)
                  for key, events in ready), key=repr)
+        self._add(label, outcome(run))
+
+    def select_in_order(self, label, sel, timeout):
+        """Record ``sel.select(timeout)`` as returned: order included."""
+        def run():
+            return [(self.env.norm(key), events)
+                    for key, events in sel.select(timeout)]
         self._add(label, outcome(run))
 
     def message(self, label, fn, *args):
@@ -327,7 +336,7 @@ def test_register_bad_file_object(same, kind):
 
 EVENTS = {
     "0": 0,
-    # 4, 8, 256, 512 and 1024 are fastselectors' extended flags (issue #4):
+    # 4, 8, 256, 512 and 1024 are fastselectors' extended flags:
     # unknown to both libraries are 16 and 1 << 12.
     "unknown-bit-16": 16,
     "unknown-bit-4096": 1 << 12,
@@ -802,6 +811,50 @@ def test_unregistered_fd_is_not_reported(same):
     same(scenario)
 
 
+@pytest.mark.parametrize("timeout", [0, 5.0])
+def test_poll_and_select_report_in_the_stdlibs_order(selector_pair, env,
+                                                     timeout):
+    """The contract (_types.Core): poll reports in registration order and
+    select in the order of its set of ready fds, as the stdlib's -- after
+    unregistering (holes, then a compaction), re-registering and modifying
+    too, and in blocking waits (where a waker pipe is in the wait).  Both
+    run on the same sockets: select's order depends on the fd numbers."""
+    if selector_pair.name == "EpollSelector":
+        pytest.skip("epoll reports in the kernel's order: nothing a "
+                    "selector decides")
+    socks = [env.socketpair("s{}".format(i), "p{}".format(i))[0]
+             for i in range(10)]
+
+    def run(cls):
+        steps = []
+        sel = cls()
+
+        def select(label):
+            steps.append((label, [(key.data, events) for key, events
+                                  in sel.select(timeout)]))
+        try:
+            for i, sock in enumerate(socks):
+                sel.register(sock, EVENT_WRITE, i)
+            select("all")
+            for i in (2, 5):
+                sel.unregister(socks[i])
+            select("holes")
+            sel.register(socks[2], EVENT_WRITE, "again")
+            sel.modify(socks[0], BOTH, "modified")
+            sel.modify(socks[1], EVENT_WRITE, "data only")
+            select("re-registered and modified")
+            for i in (3, 4, 6, 7, 9):
+                sel.unregister(socks[i])
+            select("compacted")
+            sel.register(socks[9], EVENT_WRITE, "last")
+            select("appended")
+        finally:
+            sel.close()
+        return steps
+
+    assert run(selector_pair.ours) == run(selector_pair.stdlib)
+
+
 def test_many_ready_fds_are_all_reported(same):
     def scenario(sel, env, rec):
         for i in range(40):
@@ -974,6 +1027,39 @@ def test_timeout_with_something_ready(same, selector_pair, env, timeout_id):
 # fastselectors' own behaviour (no oracle)
 # ---------------------------------------------------------------------------
 
+class FloatOnly:
+    """A number only through __float__ (no comparison, no arithmetic)."""
+
+    def __float__(self):
+        return 0.001
+
+
+@pytest.mark.parametrize("timeout", [
+    Decimal("0.001"), Fraction(1, 1000), Fraction(-1, 2), FloatOnly(),
+    2 ** 70, -2 ** 70], ids=repr)
+def test_timeout_types_as_the_stdlib(same, selector_pair, env, timeout):
+    """Every class takes the timeout types CPython's stdlib takes, and
+    refuses the others with its exception (a Decimal: TypeError; the native
+    cores once read any __float__).  PyPy's select module differs (it takes
+    a Decimal, and 2**70 s returns at once or fails with EINVAL): there we
+    give CPython's answer, as on every interpreter."""
+    def scenario(sel, env, rec):
+        a, _ = env.socketpair("a", "peer")
+        sel.register(a, EVENT_READ)
+        rec.select("select", sel, timeout)
+
+    if sys.implementation.name == "cpython" or not isinstance(
+            timeout, (Decimal, int)) or timeout < 0:
+        same(scenario)
+        return
+    with selector_pair.ours() as sel:
+        a, _ = env.socketpair("a", "peer")
+        sel.register(a, EVENT_READ)
+        with pytest.raises(TypeError if isinstance(timeout, Decimal)
+                           else OverflowError):
+            sel.select(timeout)
+
+
 @pytest.mark.parametrize("timeout", [1e-9, 0.0015, 0.011])
 def test_select_waits_at_least_the_timeout(selector, env, timeout):
     a, _ = env.socketpair("a", "peer")
@@ -1085,7 +1171,7 @@ def test_modify_key_contents_and_map_order_match_the_stdlib(selector_pair,
     """Which object and which events value end up in the key after
     modify(), and the map's order: the stdlib's SelectSelector modifies by
     unregister() + register(), its poll/epoll selectors by _replace().
-    (Found by tests/test_model_fuzz.py.)"""
+    """
     results = []
     for cls in (selector_pair.ours, selector_pair.stdlib):
         a, b = socket.socketpair()
@@ -1118,7 +1204,7 @@ def test_register_huge_fd_on_closed_selector_like_the_stdlib(selector_pair,
     """CPython's EpollSelector converts the fd before it finds the epoll
     closed: OverflowError.  (The poll and select classes raise our closed
     error, a documented divergence: their stdlib twins have no closed
-    state.)  Found by tests/test_model_fuzz.py."""
+    state.)"""
     classes = [selector_pair.ours]
     if selector_pair.name == "EpollSelector":
         classes.append(selector_pair.stdlib)

@@ -1,4 +1,4 @@
-"""The extended flags (issue #4), each shown to really hold.
+"""The extended flags, each shown to really hold.
 
 EDGE reports a readable fd once until new data arrives; ONESHOT once until
 re-armed; EXCLUSIVE wakes one of several waiters; EVENT_PRIORITY reports

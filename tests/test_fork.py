@@ -1,6 +1,6 @@
 """fork(): the child gets a working selector with the same registrations,
 on a kernel object of its own, and nothing it does changes what the parent
-sees (issue #5).  Rebuilt automatically (os.register_at_fork)."""
+sees.  Rebuilt automatically (os.register_at_fork)."""
 
 import os
 import socket

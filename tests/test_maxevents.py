@@ -1,4 +1,4 @@
-"""Batch size (issue #4): maxevents per call and a per-selector default.
+"""Batch size: maxevents per call and a per-selector default.
 
 When more fds are ready than a batch holds, the rest come on the next calls
 and no fd is starved, under level and edge triggering.

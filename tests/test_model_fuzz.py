@@ -1,4 +1,4 @@
-"""Model-based differential fuzzing with hypothesis (issue #5).
+"""Model-based differential fuzzing with hypothesis.
 
 A hypothesis ``RuleBasedStateMachine`` drives two *sides* through the same
 random sequence of operations: a fastselectors selector of the active tier

@@ -1,4 +1,4 @@
-"""Scale and limits (issue #5, point 8).
+"""Scale and limits.
 
 * 19,000 registered fds on every class of the active tier (the soft
   RLIMIT_NOFILE raised to the hard limit for the test): select() and

@@ -1,4 +1,4 @@
-"""Closed, dup'd and reused fds (issue #5, point 4).
+"""Closed, dup'd and reused fds.
 
 The kernel side of the story is written at the top of csrc/epoll_core.c.
 In short: an epoll registration belongs to the open file description, so

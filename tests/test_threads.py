@@ -150,10 +150,9 @@ def test_callback_unregistering_during_a_modify_is_not_undone():
 #     event on the instance it waits on);
 #   * poll and select: a wait watches the fds it was given when it started;
 #     a change made meanwhile is seen by the next select();
-#   * close() from another thread does not interrupt a wait: the waiter
-#     returns when its timeout ends, with nothing reported, and the
-#     selector is closed from then on.  To wake a waiter, write to a
-#     self-pipe it watches (asyncio's way).
+#   * close() from another thread ends a wait at once with the closed
+#     error (the contract in _types.Core); the selector is closed from
+#     then on.
 
 def test_epoll_register_from_another_thread_wakes_the_waiter():
     sel = _epoll()
@@ -174,31 +173,46 @@ def test_epoll_register_from_another_thread_wakes_the_waiter():
         b.close()
 
 
-def test_close_from_another_thread_does_not_crash_the_waiter(selector_cls):
+@pytest.mark.parametrize("timeout", [8.0, None])
+def test_close_from_another_thread_ends_the_wait_with_the_closed_error(
+        selector_cls, timeout):
+    """The contract (_types.Core): close() from another thread ends a wait
+    with the closed error, at once -- never an OSError or an empty result.
+    A watchdog makes the fd readable after 8 s, so that a wait the close
+    did not end fails this test instead of hanging it."""
     sel = selector_cls()
     a, b = socket.socketpair()
-    outcome = []
+    outcome, fired = [], []
 
     def wait():
         try:
-            outcome.append(sel.select(0.3))
+            outcome.append(sel.select(timeout))
         except (ValueError, OSError) as exc:
-            outcome.append(type(exc))
+            outcome.append(exc)
 
+    def wake_up():
+        fired.append(True)
+        b.send(b"x")
+
+    watchdog = threading.Timer(8.0, wake_up)
     try:
         sel.register(a, EVENT_READ, "a")
         waiter = threading.Thread(target=wait)
         waiter.start()
-        time.sleep(0.05)
+        time.sleep(0.1)     # inside the wait by now (if not: see below)
+        watchdog.start()
         sel.close()
         waiter.join(30)
         assert not waiter.is_alive()
-        # Either nothing was reported, or the closed fds made the wait fail
-        # cleanly (select(2) on closed fds: EBADF) -- never a crash.
-        assert outcome in ([[]], [ValueError], [OSError])
-        with pytest.raises((ValueError, RuntimeError)):
+        assert len(outcome) == 1 and isinstance(outcome[0], ValueError), \
+            outcome
+        assert "closed selector" in str(outcome[0])
+        assert not fired, "close() did not end the wait: the watchdog did"
+        with pytest.raises(ValueError):
             sel.select(0)
     finally:
+        watchdog.cancel()
+        watchdog.join()
         a.close()
         b.close()
 

@@ -1,4 +1,4 @@
-"""Sub-millisecond timeouts (issue #4).
+"""Sub-millisecond timeouts.
 
 epoll_pwait2 (Linux 5.11, called through syscall()) and ppoll take a
 timespec; select() always took a timeval.  A wait is never shorter than its

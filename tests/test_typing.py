@@ -1,4 +1,4 @@
-"""The type stubs of the compiled modules match the modules (issue #6).
+"""The type stubs of the compiled modules match the modules.
 
 ``_native.pyi`` is written by hand from the C method tables, and
 ``_cffi_epoll.pyi`` from the cffi cdef: nothing keeps them in step with the
@@ -55,6 +55,7 @@ class StubClass:
 
     def __init__(self, node):
         self.name = node.name
+        self.node_bases = [ast.unparse(b) for b in node.bases]
         self.members = {}
         self.nullary_returns = {}
         for stmt in _statements(node.body):
@@ -96,6 +97,18 @@ def read_stub(filename):
             names.add(stmt.target.id)
         elif isinstance(stmt, ast.FunctionDef):
             names.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            names.update(t.id for t in stmt.targets)
+        elif isinstance(stmt, ast.ImportFrom):
+            # Only "import x as x" re-exports a name from a stub (PEP 484).
+            names.update(a.asname for a in stmt.names if a.asname == a.name)
+    # A class inherits the members of a base defined in the same stub.
+    for cls in classes.values():
+        for base in cls.node_bases:
+            if base in classes:
+                cls.members = {**classes[base].members, **cls.members}
+                cls.nullary_returns = {**classes[base].nullary_returns,
+                                       **cls.nullary_returns}
     return names, classes
 
 
@@ -132,6 +145,20 @@ def annotation_types(text):
     return tuple(types)
 
 
+# --- __init__.pyi against the package ------------------------------------
+
+def test_package_stub_names_the_public_names():
+    """``__init__.pyi`` (what type checkers see of the package) has exactly
+    the names the package exports on this platform: nobody keeps a copy of
+    the run-time choice of classes by hand but this test."""
+    names, classes = read_stub("__init__.pyi")
+    assert names == set(fastselectors.__all__) | {"__version__", "__all__"}
+    for name, cls in classes.items():
+        base = [b for b in cls.node_bases]
+        assert issubclass(getattr(fastselectors, name),
+                          getattr(fastselectors._selectors, base[0])), name
+
+
 # --- _native.pyi against fastselectors._native --------------------------
 
 @pytest.fixture(scope="module")
@@ -147,6 +174,8 @@ def native_stub():
 
 def test_native_module_names(native_module):
     stub_names, _ = native_stub()
+    # A private class of the stub's own (a shared base) is not in the module.
+    stub_names = {name for name in stub_names if not name.startswith("_")}
     runtime = {name for name in vars(native_module) if not is_dunder(name)}
     assert stub_names == runtime, (
         "only in _native.pyi: {}; only in the built module: {}".format(
@@ -202,6 +231,8 @@ def test_native_nullary_method_results(native_module, class_name):
 def test_native_class_attribute_types(native_module):
     _, classes = native_stub()
     for class_name, stub in classes.items():
+        if class_name.startswith("_"):
+            continue        # the stub's own shared base
         cls = getattr(native_module, class_name)
         for name, kind in stub.members.items():
             if kind == "attribute":
@@ -235,7 +266,7 @@ def test_cffi_lib_names(cffi_module):
 
 
 def test_cffi_ffi_names(cffi_module):
-    """The stub's ``ffi`` is the part of cffi's FFI that _cffi_cores uses:
+    """The stub's ``ffi`` is the part of cffi's FFI that _kernel_cffi uses:
     a subset of the real one."""
     names, classes = read_stub("_cffi_epoll.pyi")
     assert {"ffi", "lib"} <= names

@@ -26,7 +26,6 @@ import resource
 import select
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import servers      # noqa: E402  (RESPONSE, IMPLS, DEFAULT, SKIP_EXIT)
 
 # The machine's description is the selector benchmarks' (benchmarks/report.py).
 sys.path.insert(1, os.path.dirname(HERE))
-from report import cpu_model  # noqa: E402
+import report  # noqa: E402
 
 BASE_A = "stdlib-selectors"
 BASE_C = "asyncio"
@@ -278,11 +277,6 @@ def wrk_problems(res):
 
 # -- summary and report ----------------------------------------------------
 
-def rotate(seq, k):
-    k %= len(seq) if seq else 1
-    return seq[k:] + seq[:k]
-
-
 def summarise(samples, names):
     """Per implementation: medians over rounds; ratios paired per round."""
     by = {}
@@ -293,24 +287,24 @@ def summarise(samples, names):
         rounds = by.get(name)
         if not rounds:
             continue
-        rps = [s["rps"] for s in rounds.values()]
+        rps = report.over_rounds(rounds, lambda s: s["rps"])
         row = {"impl": name, "label": servers.IMPLS[name][0],
-               "what": servers.IMPLS[name][1], "rounds": len(rps),
-               "rps_median": statistics.median(rps), "rps_min": min(rps),
-               "rps_max": max(rps)}
+               "what": servers.IMPLS[name][1], "rounds": rps["rounds"],
+               "rps_median": rps["median"], "rps_min": rps["min"],
+               "rps_max": rps["max"]}
         for key in ("p50", "p90", "p99"):
-            row[key + "_us"] = statistics.median(
-                s["latency_us"][key] for s in rounds.values())
+            row[key + "_us"] = report.over_rounds(
+                rounds, lambda s: s["latency_us"][key])["median"]
         for key in ("server_cpu", "server_us_per_req",
                     "server_user_us_per_req", "wrk_cpu", "others_cpu",
                     "steal"):
-            vals = [s[key] for s in rounds.values() if s.get(key) is not None]
-            row[key] = statistics.median(vals) if vals else None
+            some = {r: s for r, s in rounds.items()
+                    if s.get(key) is not None}
+            row[key] = report.over_rounds(
+                some, lambda s: s[key])["median"] if some else None
         for base, field in ((BASE_A, "vs_a"), (BASE_C, "vs_c")):
-            ref = by.get(base, {})
-            ratios = [s["rps"] / ref[r]["rps"] for r, s in rounds.items()
-                      if r in ref]
-            row[field] = statistics.median(ratios) if ratios else None
+            row[field] = report.paired(rounds, by.get(base, {}),
+                                       lambda s, b: s["rps"] / b["rps"])
         rows.append(row)
     return rows
 
@@ -517,7 +511,7 @@ def main(argv=None):
                              probe["backend"], probe["uvloop"] or "--"),
           flush=True)
     print("{}; {} round(s) x {} s, warm-up {} s; {}; {}".format(
-        wrkv or "no wrk", rounds, duration, warmup, cpu_model(),
+        wrkv or "no wrk", rounds, duration, warmup, report.cpu_model(),
         "server on CPU {}, wrk on CPU {}".format(pin["server_cpu"],
                                                  pin["wrk_cpu"])
         if pin["server_cpu"] is not None else "no pinning: " + pin["why"]),
@@ -526,13 +520,13 @@ def main(argv=None):
         if n in skipped:
             print("SKIP {}: {}".format(n, skipped[n]), flush=True)
 
-    host = {"cpu": cpu_model(), "cpus": os.cpu_count(),
+    host = {"cpu": report.cpu_model(), "cpus": os.cpu_count(),
             "machine": platform.machine(), "kernel": platform.release(),
             "load_start": loadavg()}
     samples, errors = [], []
     runnable = [n for n in names if n not in skipped]
     for r in range(rounds):
-        for name in rotate(runnable, r):
+        for name in report.rotate(runnable, r):
             if name in skipped:
                 continue
             label = "[round {}/{}] {:<17}".format(r + 1, rounds, name)

@@ -7,15 +7,17 @@ value, integer type and struct layout (marked ``...``).  That matters for
 (12 bytes there, 16 bytes elsewhere): a hand-written layout would be wrong on
 one architecture or the other.
 
-The C surface is deliberately tiny -- four syscalls and their constants --
-and everything else (bookkeeping, timeouts, EINTR, result building) lives in
-``src/fastselectors/_cffi_cores.py``, in Python, where PyPy's JIT can see it.
-errno is read with ``ffi.errno``, which cffi saves right after each call, so
-no errno binding is needed; the epoll fd is closed with ``os.close``.
+The C surface is deliberately tiny -- the syscalls, the waits of
+``csrc/waits.h`` and their constants -- and everything else (bookkeeping,
+timeouts, EINTR, result building) lives in ``src/fastselectors/``, in
+Python, where PyPy's JIT can see it (``_kernel_cffi.py`` is the binding's
+user).  errno is read with ``ffi.errno``, which cffi saves right after each
+call, so no errno binding is needed; the epoll fd is closed with
+``os.close``.
 
 epoll is Linux only: elsewhere (macOS, the BSDs) its declarations are left
-out entirely, the module only binds poll(), and ``_cffi_cores`` then has no
-``EpollCore``.
+out entirely, the module only binds poll(), and ``_kernel_cffi`` then has no
+``EpollKernel``.
 
 Used by setuptools through setup.py's
 ``cffi_modules=["csrc/ffi/build_ffi.py:ffibuilder"]``, which executes this
@@ -26,11 +28,15 @@ wheel.  For a development build in place, run it directly::
     python3 csrc/ffi/build_ffi.py      # -> src/fastselectors/_cffi_epoll*.so
 """
 
+import os
 import sys
 
 from cffi import FFI
 
 HAVE_EPOLL = sys.platform.startswith("linux")
+# csrc/, for waits.h: this file is run from the repository root by
+# setuptools, or directly (see _build_in_place).
+CSRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 POLL_CDEF = """
 typedef int... nfds_t;
@@ -44,13 +50,12 @@ struct pollfd { int fd; short events; short revents; ...; };
 #define POLLNVAL ...
 #define POLLRDHUP ...
 
-int poll(struct pollfd *fds, nfds_t nfds, int timeout);
-int fs_poll_ns(struct pollfd *fds, nfds_t nfds, int ms, long long ns);
+int fs_poll_ready(struct pollfd *fds, nfds_t nfds, int ms, long long ns,
+                  int *fds_out, int *revents_out);
 """
 
 EPOLL_CDEF = """
-typedef union epoll_data { int fd; uint64_t u64; ...; } epoll_data_t;
-struct epoll_event { uint32_t events; epoll_data_t data; ...; };
+struct epoll_event { uint32_t events; ...; };
 
 #define EPOLLIN ...
 #define EPOLLOUT ...
@@ -67,48 +72,52 @@ struct epoll_event { uint32_t events; epoll_data_t data; ...; };
 #define EPOLL_CTL_DEL ...
 
 int epoll_create1(int flags);
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
-int epoll_wait(int epfd, struct epoll_event *events, int maxevents,
-               int timeout);
-int fs_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents,
-                     int ms, long long ns);
+int fs_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+int fs_epoll_ready(int epfd, struct epoll_event *events, int maxevents,
+                   int ms, long long ns, int *fds_out,
+                   unsigned int *revents_out);
 int fs_pwait2_probe(int epfd);
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef(POLL_CDEF + (EPOLL_CDEF if HAVE_EPOLL else ""))
-# _GNU_SOURCE: POLLRDHUP (Linux).  Where a header lacks a flag -- POLLRDHUP
-# off Linux, EPOLLEXCLUSIVE in manylinux2014's glibc 2.17 headers -- it is
-# defined here: 0 where the OS has no such thing (the core then does not
-# offer it), the kernel ABI's value for EPOLLEXCLUSIVE (Linux 4.5).
+# _GNU_SOURCE first: ppoll() and POLLRDHUP (Linux).  The waits themselves
+# are csrc/waits.h, the native cores' copy.  Where a header lacks a flag --
+# POLLRDHUP off Linux, EPOLLEXCLUSIVE in manylinux2014's glibc 2.17 headers
+# -- it is defined here: 0 where the OS has no such thing (the core then
+# does not offer it), the kernel ABI's value for EPOLLEXCLUSIVE (Linux 4.5).
+#
+# The two *_ready functions hand the results to Python as two int arrays
+# (fds, revents), which ``ffi.unpack`` turns into lists at C speed: the
+# Python cores then walk the same (fd, revents) pairs whatever the tier
+# (``_pycore``), and nothing reads a struct field per event in Python.
 PREAMBLE = """
 #define _GNU_SOURCE 1
 #include <poll.h>
-#include <time.h>
 #ifndef POLLRDHUP
 #define POLLRDHUP 0
 #endif
+#include "waits.h"
 
-/* Sub-millisecond waits (issue #4): ppoll() takes a timespec on Linux (in
- * glibc since 2.4); elsewhere poll() and ms.  ns is used when ms > 0. */
-static int fs_poll_ns(struct pollfd *fds, nfds_t nfds, int ms, long long ns)
+/* poll(), then the ready entries (fd, revents), in the array's order. */
+static int fs_poll_ready(struct pollfd *fds, nfds_t nfds, int ms,
+                         long long ns, int *fds_out, int *revents_out)
 {
-#ifdef __linux__
-    if (ms > 0) {
-        struct timespec ts;
-        ts.tv_sec = (time_t)(ns / 1000000000LL);
-        ts.tv_nsec = (long)(ns % 1000000000LL);
-        return ppoll(fds, nfds, &ts, NULL);
+    nfds_t i;
+    int n = fs_poll_ns(fds, nfds, ms, ns), k = 0;
+    for (i = 0; i < nfds && k < n; i++) {
+        if (fds[i].revents) {
+            fds_out[k] = fds[i].fd;
+            revents_out[k] = fds[i].revents;
+            k++;
+        }
     }
-#endif
-    return poll(fds, nfds, ms);
+    return n < 0 ? n : k;
 }
 """
 EPOLL_PREAMBLE = """
-#include <errno.h>
-#include <sys/epoll.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include <stdint.h>
+#include <string.h>
 #ifndef EPOLLRDHUP
 #define EPOLLRDHUP 0x2000
 #endif
@@ -116,63 +125,41 @@ EPOLL_PREAMBLE = """
 #define EPOLLEXCLUSIVE (1u << 28)
 #endif
 
-/* epoll_pwait2() (Linux 5.11) through syscall(), so that no glibc newer
- * than manylinux2014's 2.17 is needed; 441 on every architecture.  ENOSYS
- * (old kernel) or EPERM (old seccomp profiles): epoll_wait() from then on,
- * with ms rounded up like the stdlib.  The same as csrc/epoll_core.c. */
-#ifndef SYS_epoll_pwait2
-#define SYS_epoll_pwait2 441
-#endif
-static int fs_pwait2_usable = 1;
-
-static int fs_epoll_wait_ns(int epfd, struct epoll_event *events,
-                            int maxevents, int ms, long long ns)
+/* The event data is the fd: the Python cores need no more (_orphans.py). */
+static int fs_epoll_ctl(int epfd, int op, int fd, uint32_t events)
 {
-    if (ms > 0 && fs_pwait2_usable) {
-        struct timespec ts;
-        int n;
-        ts.tv_sec = (time_t)(ns / 1000000000LL);
-        ts.tv_nsec = (long)(ns % 1000000000LL);
-        n = (int)syscall(SYS_epoll_pwait2, epfd, events, maxevents, &ts,
-                         NULL, (size_t)0);
-        if (n >= 0 || (errno != ENOSYS && errno != EPERM))
-            return n;
-        fs_pwait2_usable = 0;
-    }
-    return epoll_wait(epfd, events, maxevents, ms);
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.fd = fd;
+    return epoll_ctl(epfd, op, fd, &ev);
 }
 
-/* 1 if waits use epoll_pwait2 in this process (probing with a zero wait). */
-static int fs_pwait2_probe(int epfd)
+/* epoll_wait (or epoll_pwait2), then each event's (data.fd, events). */
+static int fs_epoll_ready(int epfd, struct epoll_event *events,
+                          int maxevents, int ms, long long ns, int *fds_out,
+                          unsigned int *revents_out)
 {
-    if (fs_pwait2_usable) {
-        struct epoll_event ev;
-        struct timespec ts = {0, 0};
-        if (syscall(SYS_epoll_pwait2, epfd, &ev, 1, &ts, NULL, (size_t)0) < 0
-                && (errno == ENOSYS || errno == EPERM))
-            fs_pwait2_usable = 0;
+    int i, n = fs_epoll_wait_ns(epfd, events, maxevents, ms, ns);
+    for (i = 0; i < n; i++) {
+        fds_out[i] = events[i].data.fd;
+        revents_out[i] = events[i].events;
     }
-    return fs_pwait2_usable;
+    return n;
 }
 """
 
 ffibuilder.set_source(
     "fastselectors._cffi_epoll",
     PREAMBLE + (EPOLL_PREAMBLE if HAVE_EPOLL else ""),
-    # cffi's generated layout check takes &ev->data to verify its type;
-    # on x86-64 that member is packed, and GCC >= 9 warns about it.  The
-    # check is compile-time only (nothing dereferences it), so the warning
-    # is noise in every build log.  (A compiler older than the flag ignores
-    # it -- GCC -- or warns -- clang; neither fails.)
-    extra_compile_args=(["-Wno-address-of-packed-member"] if HAVE_EPOLL
-                        else []),
+    include_dirs=[CSRC],
+    depends=[os.path.join(CSRC, "waits.h")],
 )
 
 
 def _build_in_place():
     """Compile into build/cffi and copy the extension into src/fastselectors
     (where ``PYTHONPATH=src`` finds it; ``*.so`` is git-ignored)."""
-    import os
     import shutil
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(

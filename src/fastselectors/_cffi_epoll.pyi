@@ -1,5 +1,5 @@
 # Stub of fastselectors._cffi_epoll, the out-of-line cffi module generated
-# by csrc/ffi/build_ffi.py: its ``ffi`` (only the parts _cffi_cores uses,
+# by csrc/ffi/build_ffi.py: its ``ffi`` (only the parts _kernel_cffi uses,
 # with the C types it allocates) and ``lib`` (the cdef's constants and
 # functions).  tests/test_typing.py checks lib's names against the built
 # module.  Nothing here depends on cffi's own type stubs.
@@ -9,32 +9,20 @@ from typing import Literal, final, overload
 
 # The C types, as the cdata objects that stand for them behave in Python.
 # These classes exist for type checkers only (the module has no such names):
-# _cffi_cores imports them under TYPE_CHECKING, for its annotations.
-
-@final
-class _CNull:
-    """ffi.NULL: a null pointer of any type."""
-
-@final
-class EpollData:
-    """``epoll_data_t``, a union."""
-
-    fd: int
-    u64: int
-
-@final
-class EpollEvent:
-    """``struct epoll_event`` (packed on x86-64); also ``struct epoll_event *``."""
-
-    events: int
-    data: EpollData
+# _kernel_cffi imports them under TYPE_CHECKING, for its annotations.
 
 @final
 class EpollEventArray:
-    """``struct epoll_event[n]``."""
+    """``struct epoll_event[n]`` (only passed to the C side)."""
 
     def __len__(self) -> int: ...
-    def __getitem__(self, index: int, /) -> EpollEvent: ...
+
+@final
+class IntArray:
+    """``int[n]`` or ``unsigned int[n]``."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> int: ...
 
 @final
 class Pollfd:
@@ -53,18 +41,18 @@ class PollfdArray:
 
 @final
 class _FFI:
-    NULL: _CNull
     errno: int
-    @overload
-    def new(self, cdecl: Literal["struct epoll_event *"], /) -> EpollEvent: ...
     @overload
     def new(
         self, cdecl: Literal["struct epoll_event[]"], init: int, /
     ) -> EpollEventArray: ...
     @overload
     def new(self, cdecl: Literal["struct pollfd[]"], init: int, /) -> PollfdArray: ...
-    def sizeof(self, cdecl: Literal["int", "struct pollfd"], /) -> int: ...
+    @overload
+    def new(self, cdecl: Literal["int[]", "unsigned int[]"], init: int, /) -> IntArray: ...
+    def sizeof(self, cdecl: Literal["struct pollfd"], /) -> int: ...
     def memmove(self, dest: PollfdArray, src: PollfdArray, n: int) -> None: ...
+    def unpack(self, cdata: IntArray, length: int, /) -> list[int]: ...
 
 @final
 class _Lib:
@@ -75,8 +63,16 @@ class _Lib:
     POLLHUP: int
     POLLNVAL: int
     POLLRDHUP: int  # 0 where the OS has none
-    def poll(self, fds: PollfdArray, nfds: int, timeout: int, /) -> int: ...
-    def fs_poll_ns(self, fds: PollfdArray, nfds: int, ms: int, ns: int, /) -> int: ...
+    def fs_poll_ready(
+        self,
+        fds: PollfdArray,
+        nfds: int,
+        ms: int,
+        ns: int,
+        fds_out: IntArray,
+        revents_out: IntArray,
+        /,
+    ) -> int: ...
     if sys.platform == "linux":
         EPOLLIN: int
         EPOLLOUT: int
@@ -92,19 +88,16 @@ class _Lib:
         EPOLL_CTL_MOD: int
         EPOLL_CTL_DEL: int
         def epoll_create1(self, flags: int, /) -> int: ...
-        def epoll_ctl(
-            self, epfd: int, op: int, fd: int, event: EpollEvent | _CNull, /
-        ) -> int: ...
-        def epoll_wait(
-            self, epfd: int, events: EpollEventArray, maxevents: int, timeout: int, /
-        ) -> int: ...
-        def fs_epoll_wait_ns(
+        def fs_epoll_ctl(self, epfd: int, op: int, fd: int, events: int, /) -> int: ...
+        def fs_epoll_ready(
             self,
             epfd: int,
             events: EpollEventArray,
             maxevents: int,
             ms: int,
             ns: int,
+            fds_out: IntArray,
+            revents_out: IntArray,
             /,
         ) -> int: ...
         def fs_pwait2_probe(self, epfd: int, /) -> int: ...

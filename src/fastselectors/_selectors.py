@@ -1,105 +1,122 @@
 """The selector classes: one generic class, parametrised by a *core*.
 
-A core owns the kernel object (epoll fd, pollfd array, select sets) and a
-fd -> key table, and builds ``select()``'s result list itself.  Each tier
-(native C, cffi, pure Python) provides cores with the same interface::
-
-    core = Core()                      # may raise OSError
-    core.register(fd, events, key)     # kernel add; on error nothing stored
-    core.modify(fd, events, key)       # kernel change only if events changed
-    core.unregister(fd)                # never raises for a closed fd
-    core.select(timeout=None)          # -> [(key, ready_events), ...]
-    core.dispatch(timeout=None)        # -> number of callbacks run
-    core.closed                        # True once closed
-    core.close()                       # idempotent
-    core.fileno()                      # only cores with a kernel fd
-
-``fd`` is a validated int >= 0, ``events`` a validated mask and ``key`` the
-``SelectorKey`` to report (a new key object for every change: dispatch()
-relies on it).  The native cores implement it all in C; the Python cores
-(pure, cffi) get ``select``/``dispatch`` from ``_pydispatch.DispatchMixin``
-and provide ``_select(timeout)``, ``_keys`` (fd -> current key, emptied by
-close()) and ``closed``.  This module keeps the stdlib's bookkeeping rules
-(``_base``) and never makes a syscall itself, so the hot path -- ``select()``
--- is the core's own method, bound on the instance: on the native tier no
-Python frame runs between the caller and ``epoll_wait`` (issue #3).
+A core (``_types.Core``: the native tier's in C, the other tiers'
+``_pycore``) owns the kernel object and an fd -> key table, and builds
+``select()``'s results.  This module keeps the stdlib's bookkeeping rules
+(fileobj -> fd -> key, the map, rollback) and makes no syscall: the hot
+path, ``select()``, is the core's own method bound on the instance (no
+Python frame between the caller and ``epoll_wait`` on the native tier).
+What differs between classes, the core class declares.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import weakref
+from collections.abc import Mapping
 from selectors import BaseSelector, SelectorKey
 
-from ._base import (EXCLUSIVE, ONESHOT, SelectorMapping, check_events,
-                    check_supported, closed_error, fileobj_to_fd)
-
-_INT_MAX = 2 ** 31 - 1
+from ._checks import (INT_MAX, check_events, check_supported, closed_error,
+                      fileobj_to_fd)
+from ._flags import EXCLUSIVE, ONESHOT
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator
     from typing import Any, Callable, ClassVar
 
     from _typeshed import FileDescriptorLike
 
     from ._types import Core, KernelFdCore, Ready
 
-# Every open selector, for the fork handler below.
-_live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()
+    # The generic base, for type checkers only: at run time the plain
+    # Mapping ABC.
+    _SelectorMappingBase = Mapping[FileDescriptorLike, SelectorKey]
+else:
+    _SelectorMappingBase = Mapping
+
+_live: weakref.WeakSet[CoreSelector] = weakref.WeakSet()   # open ones
 
 
 def _after_fork_in_child() -> None:
-    """A child process must not share its selectors' epoll instances with
-    the parent (a change in one would change the other, and both would
-    steal each other's events): each core rebuilds itself (issue #5)."""
+    """A child must not share its selectors' epoll instances with the
+    parent (each would change, and steal events from, the other): every
+    core gets a new empty one, then every core adds its registrations --
+    in two passes, so that a selector watching another one watches its new
+    instance (csrc/epoll_core.c)."""
+    selectors = list(_live)
+    for step in ("_after_fork", "_after_fork_readd"):
+        for selector in selectors:
+            if not selector._core.closed:
+                try:
+                    getattr(selector._core, step)()
+                except OSError:     # EMFILE: no fd left for an instance
+                    selector.close()
+
+
+def replaced(fd: int) -> None:
+    """An epoll core rebuilt its kernel object, at *fd*: the selectors
+    watching fd (nested selectors) watched the old one.  (Ours only: a
+    stdlib selector watching it loses it.)"""
     for selector in list(_live):
-        core = selector._core
-        if core is not None:
-            try:
-                core._after_fork()
-            except OSError:     # EMFILE: no fd left for a new instance
-                selector.close()
+        if fd in selector._fd_to_key and not selector._core.closed:
+            selector._core._reattach(fd)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-# SelectorKey(...) and key._replace(...) run namedtuple's Python-level
-# constructors (250 and 740 ns here); tuple.__new__ builds the very same
-# SelectorKey in 150 ns.  register() and modify() are hot in servers that
-# toggle write interest (issue #3).
+# tuple.__new__ builds the very SelectorKey that SelectorKey(...) (250 ns
+# here) and key._replace() (740 ns) build, in 150 ns: register() and
+# modify() are hot in servers that toggle write interest.
 _new_key: Callable[[type[SelectorKey],
                     tuple[FileDescriptorLike, int, int, Any]],
                    SelectorKey] = tuple.__new__
 
 
+class SelectorMapping(_SelectorMappingBase):
+    """Read-only live view: file object (or fd) -> ``SelectorKey``."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector: CoreSelector) -> None:
+        self._selector = selector
+
+    def __len__(self) -> int:
+        return len(self._selector._fd_to_key)
+
+    def __getitem__(self, fileobj: FileDescriptorLike) -> SelectorKey:
+        try:
+            fd = self._selector._fileobj_lookup(fileobj)
+            return self._selector._fd_to_key[fd]
+        except KeyError:
+            raise KeyError("{!r} is not registered".format(fileobj)) from None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._selector._fd_to_key)
+
+    def __repr__(self) -> str:
+        return "<{} of {!r}>".format(type(self).__name__, self._selector)
+
+
 class CoreSelector(BaseSelector):
     """A ``selectors.BaseSelector`` whose kernel work is done by a core."""
 
-    #: The core class; set by each concrete selector (make_selector), None
-    #: only on the bases (hence the ignore: no concrete class has None).
+    #: The core class, whose class attributes say how this selector
+    #: behaves (_types.Core); set by each concrete selector (make_selector),
+    #: None only on the bases (hence the ignore).
     _core_cls: ClassVar[type[Core]] = None  # type: ignore[assignment]
-    #: The events bits its core can honour (the core's SUPPORTED).
-    _supported = 0
-    #: SelectSelector only: modify() behaves as unregister() + register(),
-    #: as the stdlib's (see modify()).
-    _reregister_on_modify = False
-    #: EpollSelector on CPython: register() on a closed selector reports an
-    #: fd above INT_MAX as OverflowError first, as the stdlib's does.
-    _fd_range_before_closed = False
 
     _core: Core
-    _fd_to_key: dict[int, SelectorKey]
-    _map: SelectorMapping | None    # None once closed
+    _fd_to_key: dict[int, SelectorKey]  # the core's own table (core.keys)
+    _map: SelectorMapping           # get_map(), while open
 
     @classmethod
     def supports(cls, flag: int) -> bool:
         """Return True if this selector honours every bit of *flag* (e.g.
         ``EpollSelector.supports(EDGE)``); never raises."""
         return (isinstance(flag, int) and flag > 0
-                and not flag & ~cls._supported)
+                and not flag & ~cls._core_cls.SUPPORTED)
 
     def __init__(self, maxevents: int | None = None) -> None:
         """Parameters:
@@ -109,7 +126,7 @@ class CoreSelector(BaseSelector):
         self._core = self._core_cls()
         self._core.maxevents = maxevents
         _live.add(self)
-        self._fd_to_key = {}
+        self._fd_to_key = self._core.keys
         self._map = SelectorMapping(self)
         # Bind the core's select() and dispatch() on the instance, skipping
         # our Python wrappers -- unless a subclass overrides them: it wins.
@@ -149,30 +166,21 @@ class CoreSelector(BaseSelector):
             OSError: the kernel refused the fd (epoll: closed fd, regular file)
         """
         check_events(events)
-        check_supported(type(self), events, self._supported)
+        check_supported(type(self), events, self._core_cls.SUPPORTED)
         fd = self._fileobj_lookup(fileobj)
-        if self._map is None:
-            if fd > _INT_MAX and self._fd_range_before_closed:
+        if self._core.closed:
+            if fd > INT_MAX and self._core_cls.FD_RANGE_BEFORE_CLOSED:
                 # CPython's select.epoll converts the fd to a C int before
-                # it looks at its closed state (found by the model fuzzer).
+                # it looks at its closed state.
                 raise OverflowError("Python int too large to convert to C int")
             raise closed_error()
-        key = _new_key(SelectorKey, (fileobj, fd, events, data))
-        # The map is updated *before* the core: the kernel call may release
-        # the GIL, and a thread waiting on this selector may then run the
-        # fd's callback, which may modify or unregister it; an update made
-        # after the call would undo that.  setdefault() claims the fd
-        # atomically against another thread registering it too.
-        fd_to_key = self._fd_to_key
-        if fd_to_key.setdefault(fd, key) is not key:
+        if fd in self._fd_to_key:
             raise KeyError("{!r} (FD {}) is already registered"
                            .format(fileobj, fd))
-        try:
-            self._core.register(fd, events, key)
-        except BaseException:
-            if fd_to_key.get(fd) is key:
-                del fd_to_key[fd]
-            raise
+        # The core stores the key in its table -- the map -- and the kernel
+        # together (another thread that registers fd too: KeyError).
+        key = _new_key(SelectorKey, (fileobj, fd, events, data))
+        self._core.register(fd, events, key)
         return key
 
     def unregister(self, fileobj: FileDescriptorLike) -> SelectorKey:
@@ -183,11 +191,10 @@ class CoreSelector(BaseSelector):
         Raises:
             KeyError: fileobj is not registered
         """
-        try:
-            key = self._fd_to_key.pop(self._fileobj_lookup(fileobj))
-        except KeyError:
-            raise KeyError("{!r} is not registered".format(fileobj)) from None
-        self._core.unregister(key.fd)
+        fd = self._fileobj_lookup(fileobj)
+        key = self._core.unregister(fd) if fd in self._fd_to_key else None
+        if key is None:     # (or unregistered by another thread meanwhile)
+            raise KeyError("{!r} is not registered".format(fileobj))
         return key
 
     def modify(self, fileobj: FileDescriptorLike, events: int,
@@ -211,38 +218,28 @@ class CoreSelector(BaseSelector):
         events_changed = events != key.events
         if events_changed:
             check_events(events)
-            check_supported(type(self), events, self._supported)
+            check_supported(type(self), events, self._core_cls.SUPPORTED)
             if (events ^ key.events) & EXCLUSIVE:
                 raise ValueError("EXCLUSIVE can only be set by register(), "
                                  "never added or removed by modify()")
         # A ONESHOT registration is re-armed by any modify(), even one that
         # changes nothing: that is how its users say "report it again".
         if events_changed or data != key.data or events & ONESHOT:
-            fd = key.fd
             kept = key.fileobj
-            fd_to_key = self._fd_to_key
-            if self._reregister_on_modify:
+            if self._core_cls.REREGISTER_ON_MODIFY:
                 # The stdlib's SelectSelector modifies by unregister() +
                 # register(): new events put the object *given* here in the
-                # key and move the fd to the end of the map's order; a
+                # key (the core moves the fd to the end of the map); a
                 # data-only change keeps the old events value (True stays
-                # 1).  Found by tests/test_model_fuzz.py.
+                # 1).
                 if events_changed:
                     kept = fileobj
-                    del fd_to_key[fd]
                 else:
                     events = key.events
-            key = _new_key(SelectorKey, (kept, fd, events, data))
-            fd_to_key[fd] = key     # before the core: see register()
-            try:
-                self._core.modify(fd, events, key)
-            except BaseException:
-                # The stdlib forgets a registration whose modify failed in
-                # the kernel; do the same, and keep the core consistent.
-                if fd_to_key.get(fd) is key:
-                    del fd_to_key[fd]
-                self._core.unregister(fd)
-                raise
+            key = _new_key(SelectorKey, (kept, key.fd, events, data))
+            # The table and the kernel together; refused by the kernel, the
+            # registration is forgotten, as by the stdlib.
+            self._core.modify(key.fd, events, key)
         return key
 
     def rearm(self, fileobj: FileDescriptorLike) -> SelectorKey:
@@ -297,29 +294,16 @@ class CoreSelector(BaseSelector):
         """Wait once, then call ``key.data(key, events)`` for every ready
         registration; return how many callbacks ran.
 
-        The contract (every tier; tested in tests/test_dispatch.py):
-
-        - One wait, with select()'s timeout rules, then the batch is
-          delivered in the kernel's order; callbacks' return values are
-          ignored.  ``events`` is the ready subset of the key's interest.
-        - A callback may register, modify, unregister or close any fd.  A
-          pending event of this batch whose fd was unregistered or modified
-          (any register/modify/unregister of it, data-only included) since
-          the wait is dropped, never delivered with stale interest or data:
-          if the fd is still ready, the next wait reports it again.  Close
-          an fd only after unregistering it, as with the stdlib.
-        - A callback that raises: the exception propagates out of
-          dispatch() at once; the events after it stay pending and the next
-          dispatch() delivers them (re-checked as above) without waiting.
-          Nothing is lost and nothing is delivered twice.
-        - ``close()`` from a callback ends the batch: dispatch() returns the
-          count so far and the rest is dropped.
-        - Re-entrant ``dispatch()`` or ``select()`` from a callback of the
-          same selector raises ``RuntimeError``; so does a dispatch() while
-          another thread is inside dispatch() on the same selector.
-          select() from other threads is fine, except on the pure tier's
-          PollSelector: ``select.poll`` refuses two concurrent waits
-          (``RuntimeError``), as the stdlib's PollSelector does.
+        The contract, the same on every tier (docs/api.md, dispatch(),
+        has it whole; tests/test_dispatch.py tests it): a pending event
+        whose fd was registered, modified or unregistered since the wait
+        is dropped, never delivered with stale interest or data (if the fd
+        is still ready, the next wait reports it again); a callback that
+        raises propagates at once and the rest of the batch stays pending
+        for the next dispatch(), delivered without a wait; close() from a
+        callback ends the batch; dispatch() or select() from a callback of
+        the same selector, and dispatch() while another thread is in it,
+        raise RuntimeError.
 
         Parameters:
             timeout, maxevents: as for select()
@@ -331,23 +315,35 @@ class CoreSelector(BaseSelector):
         """
         return self._core.dispatch(timeout, maxevents)
 
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Counters of this selector's work since it was made (or last
+        reset), the same on every class and tier (docs/api.md, stats()):
+        waits, empty_waits, events, callbacks, max_batch, full_batches,
+        rebuilds and idle_time (seconds blocked in the kernel).
+
+        Parameters:
+            reset: set every counter back to 0 after reading them
+        Returns:
+            a new dict of those names
+        """
+        return self._core.stats(reset)
+
     def close(self) -> None:
         """Close the selector and free the kernel resources; idempotent."""
-        try:
-            self._core.close()
-        finally:
-            self._fd_to_key.clear()
-            self._map = None
+        # One call: "closed" is the core's state alone, so no exception can
+        # leave the selector half closed.
+        self._core.close()
 
     def get_map(self) -> Mapping[FileDescriptorLike, SelectorKey]:
         """Return the live read-only mapping of file objects to keys, or
         None once closed."""
         # None once closed, as the stdlib's; its typeshed stub, which this
         # signature must match, does not say so.
-        return self._map  # type: ignore[return-value]
+        return None if self._core.closed else \
+            self._map  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        state = "closed" if self._map is None else \
+        state = "closed" if self._core.closed else \
             "{} registered".format(len(self._fd_to_key))
         return "<{}.{} {}>".format(type(self).__module__,
                                    type(self).__qualname__, state)
@@ -364,15 +360,12 @@ class KernelFdSelector(CoreSelector):
 
 
 def make_selector(name: str, core_cls: type[Core],
-                  base: type[CoreSelector] = CoreSelector,
                   doc: str | None = None) -> type[CoreSelector]:
-    """Build the public class *name* over *core_cls*."""
+    """Build the public class *name* over *core_cls*, with the behaviour
+    the core class declares."""
+    base = KernelFdSelector if hasattr(core_cls, "fileno") else CoreSelector
     return type(name, (base,), {
         "_core_cls": core_cls,
-        "_supported": core_cls.SUPPORTED,
-        "_reregister_on_modify": name == "SelectSelector",
-        "_fd_range_before_closed": (name == "EpollSelector"
-                                    and sys.implementation.name == "cpython"),
         "__module__": "fastselectors",
         "__qualname__": name,
         "__doc__": doc or "{}-based selector.".format(name[:-8]),

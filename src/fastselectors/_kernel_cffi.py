@@ -1,0 +1,236 @@
+"""The cffi tier's kernel layer (PyPy's tier: cffi is its fast FFI): epoll
+and poll through the module built by ``csrc/ffi/build_ffi.py``.
+
+Better than the stdlib's objects (``_kernel_stdlib``): nanosecond timeouts
+(``csrc/waits.h``), EINTR handed back to the core, and waits that read no
+struct field in Python (the C side fills two int arrays, ``ffi.unpack``
+makes them lists).  Wait buffers are reused through a free list: the GIL
+is released during a wait, and two waiting threads need two buffers.
+"""
+
+from __future__ import annotations
+
+import os
+from errno import EINTR, EINVAL
+
+from ._cffi_epoll import ffi, lib
+from ._epoll_core import EpollCore as _EpollCore
+from ._flags import KernelBits
+from ._poll_core import PollCore as _PollCore
+from ._waker import always_readable_fd
+
+TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, ClassVar
+
+    from ._cffi_epoll import PollfdArray
+
+_unpack = ffi.unpack
+
+
+def _errno_error(err: int | None = None) -> OSError:
+    if err is None:
+        err = ffi.errno
+    return OSError(err, os.strerror(err))
+
+
+if hasattr(lib, "fs_epoll_ready"):     # Linux only: see build_ffi.py
+
+    _ctl = lib.fs_epoll_ctl
+    _ready = lib.fs_epoll_ready
+    _ADD, _MOD, _DEL = lib.EPOLL_CTL_ADD, lib.EPOLL_CTL_MOD, lib.EPOLL_CTL_DEL
+
+    class EpollKernel:
+        """One epoll instance; the event data is the fd."""
+
+        BITS: ClassVar[KernelBits] = KernelBits(
+            lib.EPOLLIN, lib.EPOLLOUT, lib.EPOLLPRI, lib.EPOLLRDHUP,
+            lib.EPOLLET, lib.EPOLLONESHOT, lib.EPOLLEXCLUSIVE)
+
+        def __init__(self) -> None:
+            self.fd = -1        # first, so close() is safe if we fail
+            fd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
+            if fd < 0:
+                raise _errno_error()
+            self.fd = fd
+            # Wait buffers not in use: (capacity, events, fds, revents).
+            self._free: list[tuple[int, Any, Any, Any]] = []
+
+        def add(self, fd: int, mask: int) -> None:
+            if _ctl(self.fd, _ADD, fd, mask) < 0:
+                raise _errno_error()
+
+        def mod(self, fd: int, mask: int) -> None:
+            if self.probe(fd, mask):
+                raise _errno_error()
+
+        def delete(self, fd: int) -> int:
+            return (ffi.errno or -1) if _ctl(self.fd, _DEL, fd, 0) else 0
+
+        def probe(self, fd: int, mask: int) -> int:
+            return (ffi.errno or -1) if _ctl(self.fd, _MOD, fd, mask) else 0
+
+        def wait(self, size: int, ms: int, ns: int
+                 ) -> Iterable[tuple[int, int]] | None:
+            free = self._free
+            buf = free.pop() if free else None
+            if buf is None or buf[0] < size:
+                cap = max(size, 2 * buf[0] if buf else 8)
+                buf = (cap, ffi.new("struct epoll_event[]", cap),
+                       ffi.new("int[]", cap), ffi.new("unsigned int[]", cap))
+            # self.fd is read now: -1 if a signal handler closed us (EBADF).
+            n = _ready(self.fd, buf[1], size, ms, ns, buf[2], buf[3])
+            if n < 0:
+                err = ffi.errno
+                free.append(buf)
+                if err == EINTR:
+                    return None
+                raise _errno_error(err)
+            pairs = zip(_unpack(buf[2], n), _unpack(buf[3], n))
+            free.append(buf)
+            return pairs
+
+        def kick(self) -> None:
+            _ctl(self.fd, _ADD, always_readable_fd(), lib.EPOLLIN)
+
+        def replace(self, registrations: Iterable[tuple[int, int]]
+                    ) -> None:
+            new = lib.epoll_create1(lib.EPOLL_CLOEXEC)
+            if new < 0:
+                raise _errno_error()
+            try:
+                for fd, mask in registrations:
+                    _ctl(new, _ADD, fd, mask)   # a refusal is ignored
+                os.dup2(new, self.fd, inheritable=False)
+            finally:
+                os.close(new)
+
+        def precise_timeouts(self) -> bool:
+            return bool(lib.fs_pwait2_probe(self.fd))
+
+        def close(self) -> None:
+            # The fd forgotten first: a second call cannot close a number
+            # reused since.  Never raises, as select.epoll.close().
+            fd, self.fd = self.fd, -1
+            self._free = []
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+        def __del__(self) -> None:
+            # Never closed: do not leak the fd.  (Raises nothing: at
+            # shutdown the module's globals may be gone.)
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    class EpollCore(_EpollCore):
+        _Kernel = EpollKernel
+
+
+_poll_ready = lib.fs_poll_ready
+_POLLFD_SIZE = ffi.sizeof("struct pollfd")
+_HOLE = -1      # an unregistered entry: poll() skips negative fds
+
+
+class PollKernel:
+    """A ``struct pollfd[]`` master array plus fd -> position.
+
+    ``_table = (fds, n)``: the master and the entries in use, published by
+    one store.  set() appends (registration order); remove() leaves a hole
+    (fd -1, which poll skips) and a compacted copy replaces the master once
+    holes outnumber live entries -- or when poll() says EINVAL (more
+    entries than RLIMIT_NOFILE), as the stdlib would not count holes.  Each
+    wait polls a copy, so other threads may edit the master meanwhile (and
+    kernels that copy whole pollfds back, macOS's, undo no edit).
+    """
+
+    BITS: ClassVar[KernelBits] = KernelBits(
+        lib.POLLIN, lib.POLLOUT, lib.POLLPRI, lib.POLLRDHUP)  # RDHUP: 0 off Linux
+
+    def __init__(self) -> None:
+        self._table: tuple[PollfdArray, int] = (
+            ffi.new("struct pollfd[]", 8), 0)
+        self._holes = 0
+        self._index: dict[int, int] = {}    # fd -> position in the master
+        self._free: list[tuple[int, Any, Any, Any]] = []    # wait buffers
+
+    # Each change of the table and the index together calls nothing: a
+    # signal handler cannot run in its middle (CPython runs them only at
+    # calls, function entries and backward jumps).
+
+    def set(self, fd: int, mask: int) -> None:
+        fds, n = self._table
+        pos = self._index.get(fd)
+        if pos is not None:
+            fds[pos].events = mask
+            return
+        if n == len(fds):
+            grown = ffi.new("struct pollfd[]", 2 * n)
+            ffi.memmove(grown, fds, n * _POLLFD_SIZE)
+            fds = grown
+        entry = fds[n]          # never used yet: zeroed by ffi.new
+        entry.fd = fd
+        entry.events = mask
+        # Publish: a wait now polls it.
+        self._table, self._index[fd] = (fds, n + 1), n
+
+    def remove(self, fd: int) -> None:
+        pos = self._index.get(fd)
+        if pos is None:
+            return
+        fds, n = self._table
+        fds[pos].fd = _HOLE
+        self._holes += 1
+        del self._index[fd]
+        if 2 * self._holes > n:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Replace the master by a copy without holes, order kept."""
+        old, n = self._table
+        fds = ffi.new("struct pollfd[]", max(2 * (n - self._holes), 8))
+        index = {}
+        j = 0
+        for i in range(n):
+            src = old[i]
+            fd = src.fd
+            if fd != _HOLE:
+                dst = fds[j]
+                dst.fd = fd
+                dst.events = src.events
+                index[fd] = j
+                j += 1
+        self._index, self._table, self._holes = index, (fds, j), 0
+
+    def wait(self, size: int | None, ms: int, ns: int
+             ) -> Iterable[tuple[int, int]] | None:
+        while True:
+            fds, nfds = self._table
+            free = self._free
+            buf = free.pop() if free else None
+            if buf is None or buf[0] < nfds:
+                cap = max(len(fds), 8)
+                buf = (cap, ffi.new("struct pollfd[]", cap),
+                       ffi.new("int[]", cap), ffi.new("int[]", cap))
+            ffi.memmove(buf[1], fds, nfds * _POLLFD_SIZE)
+            n = _poll_ready(buf[1], nfds, ms, ns, buf[2], buf[3])
+            if n >= 0:
+                pairs = zip(_unpack(buf[2], n), _unpack(buf[3], n))
+                free.append(buf)
+                return pairs
+            err = ffi.errno
+            free.append(buf)
+            if err == EINTR:
+                return None
+            if err != EINVAL or not self._holes:
+                raise _errno_error(err)
+            self._compact()     # then poll the compacted master
+
+
+class PollCore(_PollCore):
+    _Kernel = PollKernel

@@ -1,0 +1,56 @@
+"""Ending a wait from the outside: a close() from a signal handler or
+another thread must end a wait at once (``_types.Core``).
+
+A poll or select core keeps the read end of a pipe, a ``Waker``, in every
+blocking wait, and close() writes to it: nothing else would do, as
+``select.poll().poll()`` and ``select.select()`` retry EINTR themselves
+(PEP 475) and closing a selector closes none of the fds watched.  Made on
+the first blocking wait; closed by the last waiter out of a closed core
+(earlier, its number could be reused under a wait).  POSIX only: Windows'
+select() takes sockets only.  epoll needs none: ``always_readable_fd``.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class Waker:
+    __slots__ = ("fd", "_write_fd")
+
+    def __init__(self) -> None:
+        self.fd, self._write_fd = os.pipe()     # non-inheritable (PEP 446)
+        os.set_blocking(self._write_fd, False)
+
+    def wake(self) -> None:
+        """Make ``fd`` readable (for good: nobody reads it)."""
+        try:
+            os.write(self._write_fd, b"\0")
+        except OSError:     # full (woken already) or closed: enough
+            pass
+
+    def close(self) -> None:
+        for fd in (self.fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fd = self._write_fd = -1
+
+
+_always_readable = -1
+
+
+def always_readable_fd() -> int:
+    """The read end of a process-wide pipe holding one byte that nobody
+    reads: added to an epoll instance, it wakes every thread waiting on it
+    (epoll's kick, used when an instance is closed or replaced under
+    waiting threads).  Made once; inherited by forked children, where it
+    is just as readable."""
+    global _always_readable
+    if _always_readable < 0:
+        r, w = os.pipe()
+        os.write(w, b"\0")
+        os.close(w)
+        _always_readable = r
+    return _always_readable
