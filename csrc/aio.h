@@ -3,7 +3,7 @@
  * aio_transport.c (the socket transport's read and write paths).
  *
  * Nothing here knows asyncio at compile time.  fastselectors._aio hands the
- * stdlib objects it needs to _aio_setup() once (the Handle classes, the
+ * stdlib objects it needs to aio_setup() once (the Handle classes, the
  * stock functions whose behaviour the fast paths reproduce, heapq's C
  * functions), and every fast path checks that it is looking at exactly
  * those objects; anything else -- a subclass overriding a method, a mock,
@@ -33,7 +33,7 @@ enum {
 
 typedef struct {
     PyObject_HEAD
-    int configured;             /* _aio_setup() ran */
+    int configured;             /* aio_setup() ran */
     /* asyncio.events.Handle and TimerHandle, and the offsets of Handle's
      * slots (every Handle subclass keeps them). */
     PyTypeObject *handle_type;
@@ -134,7 +134,7 @@ typedef struct {
 
 extern AioNames fs_aio_names;
 
-/* What the fast paths did, for tests and benchmarks (_aio_stats()): plain
+/* What the fast paths did, for tests and benchmarks (aio_stats()): plain
  * counters, not exact under free-threading. */
 typedef struct {
     unsigned long long turns, handles, reads, buffered_reads, sends,

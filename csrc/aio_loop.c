@@ -100,7 +100,7 @@ fs_aio_draining_engine(PyObject *loop)
     return (e != NULL && loop != NULL && e->drain_loop == loop) ? e : NULL;
 }
 
-/* _aio_stats(reset=False) -> dict of the counters. */
+/* aio_stats(reset=False) -> dict of the counters. */
 static PyObject *
 aio_stats(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -247,11 +247,11 @@ take(PyObject *kwargs, const char *name, PyObject **slot, PyTypeObject *check)
 {
     PyObject *value = PyDict_GetItemString(kwargs, name);
     if (value == NULL) {
-        PyErr_Format(PyExc_TypeError, "_aio_setup() needs %s", name);
+        PyErr_Format(PyExc_TypeError, "aio_setup() needs %s", name);
         return -1;
     }
     if (check != NULL && !PyObject_TypeCheck(value, check)) {
-        PyErr_Format(PyExc_TypeError, "_aio_setup(): %s must be %s",
+        PyErr_Format(PyExc_TypeError, "aio_setup(): %s must be %s",
                      name, check->tp_name);
         return -1;
     }
@@ -260,7 +260,7 @@ take(PyObject *kwargs, const char *name, PyObject **slot, PyTypeObject *check)
     return 0;
 }
 
-/* _aio_setup(**objects): called once by fastselectors._aio. */
+/* aio_setup(**objects): called once by fastselectors._aio. */
 static PyObject *
 aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
 {
@@ -274,7 +274,7 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
     int i;
 
     if (PyTuple_GET_SIZE(args) != 0 || kwargs == NULL) {
-        PyErr_SetString(PyExc_TypeError, "_aio_setup() takes keywords");
+        PyErr_SetString(PyExc_TypeError, "aio_setup() takes keywords");
         return NULL;
     }
     cfg->configured = 0;
@@ -390,7 +390,7 @@ aio_setup(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
-/* _aio_method(func): func as a method (instancemethod), so a builtin
+/* aio_method(func): func as a method (instancemethod), so a builtin
  * function can be a class attribute that binds like a Python function. */
 static PyObject *
 aio_method(PyObject *module, PyObject *func)
@@ -1610,24 +1610,24 @@ fs_aio_ready_append(fs_module_state *state, PyObject *ready)
 /* -- module registration -------------------------------------------------- */
 
 static PyMethodDef fs_aio_methods[] = {
-    {"_aio_setup", (PyCFunction)(void (*)(void))aio_setup,
+    {"aio_setup", (PyCFunction)(void (*)(void))aio_setup,
      METH_VARARGS | METH_KEYWORDS,
-     "_aio_setup(**objects): configure the asyncio engine (fastselectors._aio)."},
-    {"_aio_stats", (PyCFunction)(void (*)(void))aio_stats, METH_FASTCALL,
-     "_aio_stats(reset=False) -> what the engine's fast paths did."},
-    {"_aio_method", (PyCFunction)aio_method, METH_O,
-     "_aio_method(func): func wrapped to bind as a method."},
-    {"_aio_call_soon", (PyCFunction)(void (*)(void))aio_call_soon,
+     "aio_setup(**objects): configure the asyncio engine (fastselectors._aio)."},
+    {"aio_stats", (PyCFunction)(void (*)(void))aio_stats, METH_FASTCALL,
+     "aio_stats(reset=False) -> what the engine's fast paths did."},
+    {"aio_method", (PyCFunction)aio_method, METH_O,
+     "aio_method(func): func wrapped to bind as a method."},
+    {"aio_call_soon", (PyCFunction)(void (*)(void))aio_call_soon,
      METH_FASTCALL | METH_KEYWORDS,
-     "_aio_call_soon(loop, callback, *args, context=None): "
+     "aio_call_soon(loop, callback, *args, context=None): "
      "BaseEventLoop.call_soon outside debug mode."},
-    {"_aio_write", (PyCFunction)(void (*)(void))fs_aio_write,
-     METH_FASTCALL, "_aio_write(transport, data): the socket transport's "
+    {"aio_write", (PyCFunction)(void (*)(void))fs_aio_write,
+     METH_FASTCALL, "aio_write(transport, data): the socket transport's "
      "write(), with coalescing."},
-    {"_aio_is_closing", (PyCFunction)fs_aio_is_closing, METH_O,
-     "_aio_is_closing(transport): transport._closing."},
-    {"_aio_flush", (PyCFunction)fs_aio_flush_transport, METH_O,
-     "_aio_flush(transport): send its deferred writes now."},
+    {"aio_is_closing", (PyCFunction)fs_aio_is_closing, METH_O,
+     "aio_is_closing(transport): transport._closing."},
+    {"aio_flush", (PyCFunction)fs_aio_flush_transport, METH_O,
+     "aio_flush(transport): send its deferred writes now."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -747,7 +747,7 @@ fs_aio_flush_all(AioEngine *engine, AioConfig *cfg)
     return PyErr_Occurred() ? -1 : 0;
 }
 
-/* _aio_flush(transport): send what it deferred now (FastSocketTransport
+/* aio_flush(transport): send what it deferred now (FastSocketTransport
  * calls it before anything that looks at or changes its write side). */
 PyObject *
 fs_aio_flush_transport(PyObject *module, PyObject *t)
@@ -983,7 +983,7 @@ write_impl(fs_module_state *st, AioConfig *cfg, tview *v, PyObject *data)
     return stock_write(cfg, t, data);
 }
 
-/* _aio_write(transport, data): FastSocketTransport.write. */
+/* aio_write(transport, data): FastSocketTransport.write. */
 PyObject *
 fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1016,7 +1016,7 @@ fs_aio_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
-/* _aio_is_closing(transport): FastSocketTransport.is_closing, which is
+/* aio_is_closing(transport): FastSocketTransport.is_closing, which is
  * the stock "return self._closing", in place. */
 PyObject *
 fs_aio_is_closing(PyObject *module, PyObject *t)

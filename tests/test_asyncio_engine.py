@@ -73,7 +73,7 @@ def stats():
     if not NATIVE:
         return None
     from fastselectors import _native
-    return _native._aio_stats()
+    return _native.aio_stats()
 
 
 # -- the loop --------------------------------------------------------------

@@ -139,16 +139,16 @@ class FastSocketTransport(_SocketTransport):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
 
     write = (_SocketTransport.write if "write" in _DISABLED
-             else _native._aio_method(_native._aio_write))
+             else _native.aio_method(_native.aio_write))
 
     # The stock is_closing() is "return self._closing" (checked below):
     # streams' drain() calls it for every write.
     if _SocketTransport.is_closing.__code__.co_names == ("_closing",):
-        is_closing = _native._aio_method(_native._aio_is_closing)
+        is_closing = _native.aio_method(_native.aio_is_closing)
 
     def _fs_flush(self) -> None:
         if self._fs_wq is not None:
-            _native._aio_flush(self)
+            _native.aio_flush(self)
 
     def close(self) -> None:
         self._fs_flush()
@@ -244,7 +244,7 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
             fs.run_once(self)
 
     call_soon = (_BaseEventLoop.call_soon if "call_soon" in _DISABLED
-                 else _native._aio_method(_native._aio_call_soon))
+                 else _native.aio_method(_native.aio_call_soon))
 
     if _MAKE_TRANSPORT_KNOWN:
         def _make_socket_transport(self, sock: Any, protocol: Any,
@@ -259,7 +259,7 @@ class NativeEventLoop(_SelectorEventLoop):  # type: ignore[misc]
 
 _probe = _socket.socket()
 try:
-    _native._aio_setup(
+    _native.aio_setup(
         Handle=_Handle,
         TimerHandle=events.TimerHandle,
         handle_run=_Handle._run,
