@@ -517,19 +517,6 @@ fs_aio_handle_cancelled(fs_module_state *state, PyObject *handle)
     return handle_cancelled(cfg, handle);
 }
 
-static int
-attr_true(PyObject *obj, PyObject *name)
-{
-    PyObject *value = PyObject_GetAttr(obj, name);
-    int rc;
-    if (value == NULL) {
-        return -1;
-    }
-    rc = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return rc;
-}
-
 /* time.monotonic(), exactly as CPython computes it on Linux. */
 static double
 monotonic(void)
