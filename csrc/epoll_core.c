@@ -1147,6 +1147,109 @@ EpollCore_len_unlocked(EpollCore *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSsize_t(self->nregistered);
 }
 
+/* _asyncio_select(timeout, loop, ready) -> int (issue #13): the wait of
+ * an asyncio loop's turn and its _process_events() in one call.  For each
+ * event, masked by the registration's current interest like select()'s,
+ * what BaseSelectorEventLoop._process_events does with its key: key.data
+ * is asyncio's (reader, writer); a cancelled handle makes the loop forget
+ * the fd (loop._remove_reader/_remove_writer), any other is appended to
+ * the ready deque (aio_loop.c, fs_aio_process_event).  ready: the deque,
+ * or its bound append method (the engine passes that: no lookup per turn).  Those calls run
+ * Python code, so the table is re-read for every event, as in select().
+ * Returns the number of events delivered. */
+static int
+asyncio_deliver(EpollCore *self, struct epoll_event *events, int n,
+                PyObject *loop, PyObject *ready, Py_ssize_t *count)
+{
+    fs_module_state *st = fs_state_of(Py_TYPE(self));
+    PyObject *append = fs_aio_ready_append(st, ready);
+    int i, rc = 0;
+
+    if (append == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n && rc == 0 && self->epfd >= 0; i++) {
+        fs_entry *entry = entry_of(self, &events[i]);
+        unsigned int mask;
+        PyObject *key;
+
+        if (entry == NULL) {
+            continue;
+        }
+        mask = from_epoll_mask(events[i].events) & entry->events
+               & FS_READINESS;
+        if (mask == 0) {
+            continue;
+        }
+        key = entry->key;
+        Py_INCREF(key);
+        rc = fs_aio_process_event(st, loop, append, key, mask);
+        Py_DECREF(key);
+        (*count)++;
+    }
+    Py_DECREF(append);
+    return rc;
+}
+
+static PyObject *
+EpollCore_asyncio_select_unlocked(EpollCore *self, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    fs_timeout timeout;
+    struct epoll_event *events;
+    Py_ssize_t count = 0;
+    int maxevents, n, own_buffer, limited, rc = -1;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "_asyncio_select() takes exactly 3 "
+                     "arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (self->epfd < 0) {
+        return fs_closed_error();
+    }
+    if (fs_check_not_in_callback(self->dthread, "_asyncio_select") < 0
+            || fs_timeout_init(&timeout, args[0]) < 0) {
+        return NULL;
+    }
+    maxevents = batch_size(self, 0, &limited);
+    own_buffer = !self->buf_busy;
+    if (own_buffer) {
+        if (reserve_events(&self->buf, &self->buf_size, maxevents) < 0) {
+            return NULL;
+        }
+        events = self->buf;
+        self->buf_busy = 1;
+    }
+    else {
+        events = PyMem_Malloc((size_t)maxevents * sizeof(*events));
+        if (events == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    n = wait_events(self, events, maxevents, &timeout, limited);
+    if (n >= 0) {
+        rc = asyncio_deliver(self, events, n, args[1], args[2], &count);
+    }
+    if (own_buffer) {
+        self->buf_busy = 0;
+        if (self->epfd < 0) {
+            /* Closed by a call made while delivering: close() left the
+             * buffer to us. */
+            PyMem_Free(self->buf);
+            self->buf = NULL;
+            self->buf_size = 0;
+        }
+    }
+    else {
+        PyMem_Free(events);
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
 static PyObject *
 EpollCore_stats_unlocked(EpollCore *self, PyObject *const *args,
                          Py_ssize_t nargs, PyObject *kwnames)
@@ -1168,6 +1271,8 @@ FS_LOCKED(PyObject *, EpollCore_select, (EpollCore *self, PyObject *const *args,
           self, args, nargs, kwnames)
 FS_LOCKED(PyObject *, EpollCore_dispatch, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames),
           self, args, nargs, kwnames)
+FS_LOCKED(PyObject *, EpollCore_asyncio_select, (EpollCore *self, PyObject *const *args, Py_ssize_t nargs),
+          self, args, nargs)
 FS_LOCKED(PyObject *, EpollCore_close, (EpollCore *self, PyObject *ignored),
           self, ignored)
 FS_LOCKED(PyObject *, EpollCore_after_fork, (EpollCore *self, PyObject *ignored),
@@ -1207,6 +1312,9 @@ static PyMethodDef EpollCore_methods[] = {
      "dispatch(timeout=None, maxevents=None) -> int: wait once, call "
      "key.data(key, events) "
      "for each ready registration."},
+    {"_asyncio_select", (PyCFunction)(void (*)(void))EpollCore_asyncio_select,
+     METH_FASTCALL, "_asyncio_select(timeout, loop, ready) -> int: wait, "
+     "then BaseSelectorEventLoop._process_events for each event (issue #13)."},
     {"_after_fork", (PyCFunction)EpollCore_after_fork, METH_NOARGS,
      "_after_fork(): in a child process, a fresh empty epoll instance at "
      "the same fd."},

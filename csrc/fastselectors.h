@@ -34,6 +34,11 @@ typedef struct {
     PyTypeObject *poll_core_type;
     PyObject *ready[FS_READY_MAX];  /* ready[i] is the int i */
     PyObject *rebuild_hook;         /* _selectors.replaced, or NULL */
+    /* The asyncio engine (aio_*.c, issue #13) */
+    PyTypeObject *aio_engine_type;
+    PyTypeObject *aio_config_type;
+    PyTypeObject *aio_wq_type;
+    PyObject *aio_config;
 } fs_module_state;
 
 /* The module state of a core's type (heap types made from the module). */
@@ -153,5 +158,15 @@ int fs_check_not_in_callback(unsigned long dthread, const char *name);
  * state.  Return 0 on success, -1 with an exception set. */
 int fs_epoll_core_init(PyObject *module, fs_module_state *state);
 int fs_poll_core_init(PyObject *module, fs_module_state *state);
+
+/* aio_loop.c: the asyncio engine (issue #13); the module's functions, and
+ * what EpollCore._asyncio_select does per event (BaseSelectorEventLoop.
+ * _process_events for one key). */
+int fs_aio_init(PyObject *module, fs_module_state *state);
+PyObject *fs_aio_ready_append(fs_module_state *state, PyObject *ready);
+int fs_aio_process_event(fs_module_state *state, PyObject *loop,
+                         PyObject *append, PyObject *key, unsigned int mask);
+PyObject *fs_aio_engine_of(fs_module_state *state, PyObject *loop);
+int fs_aio_handle_cancelled(fs_module_state *state, PyObject *handle);
 
 #endif

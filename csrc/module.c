@@ -14,7 +14,8 @@ native_exec(PyObject *module)
         }
     }
     if (fs_epoll_core_init(module, state) < 0
-            || fs_poll_core_init(module, state) < 0) {
+            || fs_poll_core_init(module, state) < 0
+            || fs_aio_init(module, state) < 0) {
         return -1;
     }
     return 0;
@@ -28,6 +29,10 @@ native_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(state->epoll_core_type);
     Py_VISIT(state->poll_core_type);
     Py_VISIT(state->rebuild_hook);
+    Py_VISIT(state->aio_engine_type);
+    Py_VISIT(state->aio_config_type);
+    Py_VISIT(state->aio_wq_type);
+    Py_VISIT(state->aio_config);
     for (i = 0; i < FS_READY_MAX; i++) {
         Py_VISIT(state->ready[i]);
     }
@@ -42,6 +47,10 @@ native_clear(PyObject *module)
     Py_CLEAR(state->epoll_core_type);
     Py_CLEAR(state->poll_core_type);
     Py_CLEAR(state->rebuild_hook);
+    Py_CLEAR(state->aio_engine_type);
+    Py_CLEAR(state->aio_config_type);
+    Py_CLEAR(state->aio_wq_type);
+    Py_CLEAR(state->aio_config);
     for (i = 0; i < FS_READY_MAX; i++) {
         Py_CLEAR(state->ready[i]);
     }

@@ -53,8 +53,8 @@ def test_module_is_not_the_stdlib_shadow():
     # ``import asyncio`` inside fastselectors/asyncio.py must be the stdlib.
     assert fsasyncio._asyncio is asyncio
     assert fsasyncio.__name__ == "fastselectors.asyncio"
-    assert set(fsasyncio.__all__) == {"new_event_loop", "EventLoopPolicy",
-                                      "install", "run"}
+    assert set(fsasyncio.__all__) == {"new_event_loop", "EventLoop",
+                                      "EventLoopPolicy", "install", "run"}
 
 
 # -- loop creation ---------------------------------------------------------

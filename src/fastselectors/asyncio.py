@@ -8,10 +8,17 @@
     # or, for code that calls asyncio.run() / asyncio.new_event_loop():
     fastselectors.asyncio.install()
 
-The loop is the stdlib's own :class:`asyncio.SelectorEventLoop`; only its
-selector is replaced by ``fastselectors.DefaultSelector()`` (epoll on
-Linux), so every asyncio API (streams, ``sock_*``, subprocesses, signal
-handlers, ``add_reader``/``add_writer``) behaves as on the stock loop.
+The loop, :class:`EventLoop`, is a subclass of the stdlib's
+:class:`asyncio.SelectorEventLoop` over ``fastselectors.DefaultSelector()``
+(epoll on Linux), so every asyncio API (streams, ``sock_*``, subprocesses,
+signal handlers, ``add_reader``/``add_writer``, TLS) is the stdlib's.  On
+the native tier its hot paths run in C (``fastselectors._aio``: one turn of
+the loop, ``call_soon``, the socket transport's reads and writes, with the
+writes of one loop turn coalesced); CPython's own asyncio test suite passes
+on it as on the stock loop (``tools/asyncio-suite``).  docs/asyncio.md says
+what runs in C and the few documented differences (the timing of coalesced
+writes).  On the cffi and pure tiers (PyPy) it is the stock loop over a
+fastselectors selector.
 
 This module is named ``asyncio`` but lives inside the ``fastselectors``
 package; ``import asyncio`` below is an absolute import (Python 3) and so
@@ -34,7 +41,17 @@ import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
 
+from . import BACKEND as _BACKEND
 from . import DefaultSelector as _DefaultSelector
+
+if _BACKEND == "native":
+    # The native engine (fastselectors._aio, issue #13): _run_once,
+    # call_soon and the socket transport's hot paths in C.
+    from ._aio import NativeEventLoop as _Native
+    _EventLoopBases: tuple[type, ...] = (_Native,
+                                         _asyncio.SelectorEventLoop)
+else:
+    _EventLoopBases = (_asyncio.SelectorEventLoop,)
 
 TYPE_CHECKING = False       # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -43,13 +60,30 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["new_event_loop", "EventLoopPolicy", "install", "run"]
+__all__ = ["new_event_loop", "EventLoop", "EventLoopPolicy", "install",
+           "run"]
+
+
+class EventLoop(*_EventLoopBases):  # type: ignore[misc]
+    """An :class:`asyncio.SelectorEventLoop` over
+    ``fastselectors.DefaultSelector()`` (or the selector given).
+
+    On the native tier its hot paths run in C (``fastselectors._aio``):
+    one turn of the loop, ``call_soon``, and the socket transport's reads
+    and writes, with the writes of one loop turn coalesced into one
+    ``sendmsg()`` per transport.  Debug mode, and the cffi and pure tiers
+    (PyPy), run the stdlib's Python code."""
+
+    def __init__(self, selector: Any = None) -> None:
+        if selector is None:
+            selector = _DefaultSelector()
+        super().__init__(selector)
 
 
 def new_event_loop() -> _asyncio.SelectorEventLoop:
-    """A new :class:`asyncio.SelectorEventLoop` over
+    """A new :class:`EventLoop` (an :class:`asyncio.SelectorEventLoop`) over
     ``fastselectors.DefaultSelector()``."""
-    return _asyncio.SelectorEventLoop(_DefaultSelector())
+    return EventLoop()
 
 
 if TYPE_CHECKING:
