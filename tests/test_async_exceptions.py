@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 import fastselectors
 from fastselectors import EVENT_READ, EVENT_WRITE
+from leakcheck import count_fds
 from world import World
 
 PACKAGE = os.path.dirname(fastselectors.__file__) + os.sep
@@ -124,6 +125,7 @@ def test_an_exception_at_every_bytecode_leaves_the_selector_consistent(
     at = 1
     points = 0
     while True:
+        fds = count_fds()
         world = World(selector_cls)
         try:
             inj = Injector(at)
@@ -131,6 +133,9 @@ def test_an_exception_at_every_bytecode_leaves_the_selector_consistent(
             world.check()
         finally:
             world.close()
+        # close() after an interrupted one -- even an interrupted close()
+        # -- released everything: no fd is left for the collector.
+        assert count_fds() == fds, (operation, at)
         if not fired:
             break
         points += 1
@@ -151,6 +156,7 @@ def test_random_sequences_with_an_exception_anywhere(selector_cls, steps):
     """Sequences of operations on varying sockets, each interrupted at a
     random bytecode (or not at all, when it runs fewer): the invariants
     after every step."""
+    fds = count_fds()
     world = World(selector_cls)
     try:
         for name, at, i in steps:
@@ -174,3 +180,4 @@ def test_random_sequences_with_an_exception_anywhere(selector_cls, steps):
             world.check()
     finally:
         world.close()
+    assert count_fds() == fds, steps

@@ -32,11 +32,14 @@ profile -- a million cycles of each kind per class and per tier, fewer for
 the slow kinds -- is ``tools/leak-soak`` (``tools/leak_soak.py``).
 """
 
+import gc
+import socket
+
 import pytest
 
 import fastselectors
-from leakcheck import (INJECTED, KINDS, QUICK, Rig, injected_run, measure,
-                       not_measured)
+from leakcheck import (INJECTED, KINDS, QUICK, Rig, count_fds, injected_run,
+                       measure, not_measured)
 
 
 # ---------------------------------------------------------------------------
@@ -53,6 +56,30 @@ def test_no_leak(selector_cls, kind):
     failed = report.failed_checks()
     assert not failed, "{}\n{}".format(report.summary(),
                                        "\n".join(failed.values()))
+
+
+def test_a_selector_never_closed_releases_its_fds_when_collected(
+        selector_cls):
+    """As a stdlib selector does: a dropped selector closes what it opened
+    (the epoll fd, the waker pipe of a blocking poll or select wait) when
+    it is collected.  The waker pipes used to stay open for good."""
+    if count_fds() is None:
+        pytest.skip("no /proc/self/fd to count the open fds")
+    a, b = socket.socketpair()
+    try:
+        gc.collect()
+        before = count_fds()
+        for _ in range(5):
+            sel = selector_cls()
+            sel.register(a, fastselectors.EVENT_READ)
+            sel.select(0.001)       # blocking: the waker is made
+            assert count_fds() > before
+            del sel
+            gc.collect()
+        assert count_fds() == before
+    finally:
+        a.close()
+        b.close()
 
 
 def test_every_measure_is_taken_here():

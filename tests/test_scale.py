@@ -616,6 +616,9 @@ def test_orphan_wakes_the_wait_with_no_fd_left():
         assert [("live", EVENT_READ)] in reported
         assert all(r in ([], [("live", EVENT_READ)]) for r in reported)
         assert sel.fileno() == fileno
+        # ... and the rebuild the EMFILE prevented is made then: the
+        # orphan is no longer remembered as one to rebuild for.
+        assert sel.stats()["rebuilds"] >= 1
     finally:
         sel.close()
         for obj in (a, peer, live, live_peer):

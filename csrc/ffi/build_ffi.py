@@ -12,8 +12,9 @@ The C surface is deliberately tiny -- the syscalls, the waits of
 timeouts, EINTR, result building) lives in ``src/fastselectors/``, in
 Python, where PyPy's JIT can see it (``_kernel_cffi.py`` is the binding's
 user).  errno is read with ``ffi.errno``, which cffi saves right after each
-call, so no errno binding is needed; the epoll fd is closed with
-``os.close``.
+call, so no errno binding is needed.  The epoll instances themselves are
+made and closed by ``select.epoll`` objects, whose deallocation no signal
+handler can interrupt (``_kernel_cffi.EpollKernel``).
 
 epoll is Linux only: elsewhere (macOS, the BSDs) its declarations are left
 out entirely, the module only binds poll(), and ``_kernel_cffi`` then has no
@@ -66,12 +67,10 @@ struct epoll_event { uint32_t events; ...; };
 #define EPOLLET ...
 #define EPOLLONESHOT ...
 #define EPOLLEXCLUSIVE ...
-#define EPOLL_CLOEXEC ...
 #define EPOLL_CTL_ADD ...
 #define EPOLL_CTL_MOD ...
 #define EPOLL_CTL_DEL ...
 
-int epoll_create1(int flags);
 int fs_epoll_ctl(int epfd, int op, int fd, uint32_t events);
 int fs_epoll_ready(int epfd, struct epoll_event *events, int maxevents,
                    int ms, long long ns, int *fds_out,

@@ -83,11 +83,9 @@ class _Lib:
         EPOLLET: int
         EPOLLONESHOT: int
         EPOLLEXCLUSIVE: int
-        EPOLL_CLOEXEC: int
         EPOLL_CTL_ADD: int
         EPOLL_CTL_MOD: int
         EPOLL_CTL_DEL: int
-        def epoll_create1(self, flags: int, /) -> int: ...
         def fs_epoll_ctl(self, epfd: int, op: int, fd: int, events: int, /) -> int: ...
         def fs_epoll_ready(
             self,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import sys
+from _thread import RLock
 
 from ._checks import closed_error, kernel_fd
 from ._flags import EDGE, EXCLUSIVE, ONESHOT, READINESS
@@ -46,6 +47,7 @@ class EpollCore(PyCore):
         self._ready_bits = self._Kernel.BITS.readiness
         self._orphans = Orphans()
         self._stale = False     # the last batch had an orphan's event
+        self._gate: RLock | None = None     # held while a rebuild swaps
 
     def fileno(self) -> int:
         if self._closed:
@@ -117,6 +119,13 @@ class EpollCore(PyCore):
         # Room for every registered fd, as the stdlib (one call returns all
         # that is ready), and for the orphans' events; the kernel keeps
         # what does not fit, rotating, so nobody starves.
+        gate = self._gate
+        if gate is not None:
+            # A rebuild is making the new instance: wait for it, instead of
+            # spinning on the old one (its orphan is still readable, and the
+            # rebuild's syscalls let this thread run in between; _rebuild).
+            with gate:
+                pass
         size = len(self._keys) + len(self._orphans.suspects) or 1
         if limit and limit < size:
             size = limit
@@ -130,7 +139,11 @@ class EpollCore(PyCore):
         if self._orphans.suspects:      # rare: see _orphans
             pairs = list(pairs)
             keys = self._keys
-            self._stale = any(fd not in keys for fd, _ in pairs)
+            # Only ever set here, cleared by the rebuild (_after_wait):
+            # another thread's batch without the orphan's event, collected
+            # between this one's and its _after_wait, must not cancel it.
+            if any(fd not in keys for fd, _ in pairs):
+                self._stale = True
         ready = self._results(pairs)
         if self._limited and len(ready) >= (limit or 0):
             self._stats["full_batches"] += 1
@@ -151,15 +164,25 @@ class EpollCore(PyCore):
     def _rebuild(self, verify: bool) -> None:
         """A fresh instance with the registrations the old one still has
         (_orphans), in its place at the same fd number.  Threads waiting on
-        the old one are kicked off it first: they return (at most one
-        extra wake-up each) and wait again on the new one."""
+        the old one are kicked off it once the new one is in place: they
+        return (at most one extra wake-up each) and wait on the new one."""
+        # Threads that come to wait meanwhile wait for the new instance
+        # (_kernel_wait): the orphan the rebuild drops is still in the old
+        # one, readable, and every syscall here lets them run.  An RLock:
+        # a signal handler that waits on this selector, run in this thread
+        # in the middle of the rebuild, passes (on the old instance).
         kernel = self._kernel
-        regs = self._orphans.survivors(
-            self._keys, self._disarmed, kernel.probe if verify else None,
-            self._to_kernel)
-        if self._nwaiting and verify:
-            kernel.kick()
-        kernel.replace(regs)
+        gate = RLock()
+        with gate:
+            try:
+                self._gate = gate
+                regs = self._orphans.survivors(
+                    self._keys, self._disarmed,
+                    kernel.probe if verify else None, self._to_kernel)
+                kernel.replace(regs, kick=bool(self._nwaiting) and verify)
+                self._orphans.rebuilt()
+            finally:
+                self._gate = None
         self._stats["rebuilds"] += 1
         if on_replaced is not None:
             on_replaced(kernel.fd)      # nested selectors: _reattach
@@ -202,3 +225,4 @@ class EpollCore(PyCore):
                     self._kernel.add(fd, mask)
                 except OSError:
                     pass    # closed since: as a closed fd's registration
+            self._orphans.rebuilt()

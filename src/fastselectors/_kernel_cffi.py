@@ -11,6 +11,7 @@ is released during a wait, and two waiting threads need two buffers.
 from __future__ import annotations
 
 import os
+import select
 import sys
 from errno import EINTR, EINVAL
 
@@ -44,6 +45,18 @@ if sys.platform == "linux" and hasattr(lib, "fs_epoll_ready"):
     _ready = lib.fs_epoll_ready
     _ADD, _MOD, _DEL = lib.EPOLL_CTL_ADD, lib.EPOLL_CTL_MOD, lib.EPOLL_CTL_DEL
 
+    def _swap(new: int, fd: int, kick: bool) -> None:
+        """dup2 *new* over *fd*; *kick*: then make the threads still
+        waiting on the old instance return (_types.EpollKernel.replace),
+        through a dup of it kept for the purpose."""
+        old = os.dup(fd) if kick else -1
+        try:
+            os.dup2(new, fd, inheritable=False)
+        finally:
+            if old >= 0:
+                _ctl(old, _ADD, always_readable_fd(), lib.EPOLLIN)
+                os.close(old)
+
     class EpollKernel:
         """One epoll instance; the event data is the fd."""
 
@@ -52,11 +65,14 @@ if sys.platform == "linux" and hasattr(lib, "fs_epoll_ready"):
             lib.EPOLLET, lib.EPOLLONESHOT, lib.EPOLLEXCLUSIVE)
 
         def __init__(self) -> None:
-            self.fd = -1        # first, so close() is safe if we fail
-            fd = lib.epoll_create1(lib.EPOLL_CLOEXEC)
-            if fd < 0:
-                raise _errno_error()
-            self.fd = fd
+            # The instance is owned by a select.epoll object, whose
+            # deallocation (C, or PyPy's interpreter level) closes it: a
+            # __del__ of ours could be interrupted by a signal handler
+            # raising before its close, and leak the fd (an unclosed
+            # selector collected during a wait: tests/test_async_exceptions).
+            # The syscalls go through cffi on its number.
+            self._owner = select.epoll()
+            self.fd = self._owner.fileno()
             # Wait buffers not in use: (capacity, events, fds, revents).
             self._free: list[tuple[int, Any, Any, Any]] = []
 
@@ -97,39 +113,25 @@ if sys.platform == "linux" and hasattr(lib, "fs_epoll_ready"):
         def kick(self) -> None:
             _ctl(self.fd, _ADD, always_readable_fd(), lib.EPOLLIN)
 
-        def replace(self, registrations: Iterable[tuple[int, int]]
-                    ) -> None:
-            new = lib.epoll_create1(lib.EPOLL_CLOEXEC)
-            if new < 0:
-                raise _errno_error()
+        def replace(self, registrations: Iterable[tuple[int, int]],
+                    kick: bool = False) -> None:
+            new = select.epoll()    # owned as self._owner is (__init__)
             try:
                 for fd, mask in registrations:
-                    _ctl(new, _ADD, fd, mask)   # a refusal is ignored
-                os.dup2(new, self.fd, inheritable=False)
+                    _ctl(new.fileno(), _ADD, fd, mask)  # refusals ignored
+                _swap(new.fileno(), self.fd, kick)
             finally:
-                os.close(new)
+                new.close()
 
         def precise_timeouts(self) -> bool:
             return bool(lib.fs_pwait2_probe(self.fd))
 
         def close(self) -> None:
-            # The fd forgotten first: a second call cannot close a number
-            # reused since.  Never raises, as select.epoll.close().
-            fd, self.fd = self.fd, -1
+            # The number forgotten first: -1 in a wait that reads it later
+            # (EBADF).  Never raises, as select.epoll.close().
+            self.fd = -1
             self._free = []
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-        def __del__(self) -> None:
-            # Never closed: do not leak the fd.  (Raises nothing: at
-            # shutdown the module's globals may be gone.)
-            try:
-                self.close()
-            except Exception:
-                pass
+            self._owner.close()
 
     class EpollCore(_EpollCore):
         _Kernel = EpollKernel

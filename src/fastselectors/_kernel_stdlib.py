@@ -92,10 +92,11 @@ if sys.platform == "linux" and hasattr(select, "epoll"):
             except (OSError, ValueError):   # there already, or closed
                 pass
 
-        def replace(self, registrations: Iterable[tuple[int, int]]
-                    ) -> None:
-            """A fresh instance with these (fd, mask), refusals
-            ignored, in place of this one at the same fd number."""
+        def replace(self, registrations: Iterable[tuple[int, int]],
+                    kick: bool = False) -> None:
+            """A fresh instance with these (fd, mask), refusals ignored, in
+            place of this one at the same fd number; *kick*: the waiters on
+            the old one kicked off it (_types.EpollKernel.replace)."""
             new = select.epoll()
             try:
                 for fd, mask in registrations:
@@ -104,8 +105,18 @@ if sys.platform == "linux" and hasattr(select, "epoll"):
                     except OSError:
                         pass
                 # select.epoll has no detach(): dup2 over our fd, and
-                # self._ep now works on the new instance.
-                os.dup2(new.fileno(), self.fd, inheritable=False)
+                # self._ep now works on the new instance.  The old one,
+                # through a dup, for the kick.
+                old = select.epoll.fromfd(os.dup(self.fd)) if kick else None
+                try:
+                    os.dup2(new.fileno(), self.fd, inheritable=False)
+                finally:
+                    if old is not None:
+                        try:
+                            old.register(always_readable_fd(), select.EPOLLIN)
+                        except OSError:
+                            pass
+                        old.close()
             finally:
                 new.close()
 

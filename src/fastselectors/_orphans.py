@@ -79,5 +79,10 @@ class Orphans:
                     fd, to_kernel(key.events & ~EXCLUSIVE)) not in (0, EINVAL):
                 continue
             keep.append((fd, to_kernel(key.events)))
-        self.suspects.clear()
         return keep
+
+    def rebuilt(self) -> None:
+        """The fresh instance is in place: no old registration is left to
+        fear.  (Not in survivors(): until the swap is done, the old
+        instance is still waited on, and its orphans still recognised.)"""
+        self.suspects.clear()

@@ -173,9 +173,11 @@ class PyCore:
         # are woken (_waker; epoll: kicked) and raise the closed error; what
         # they wait on is released by the last one out (_released): closed
         # now, its fd number could be reused under their wait.  Each step
-        # is tried whatever the one before raised.
-        if self._closed:
-            return
+        # is tried whatever the one before raised, and each is idempotent:
+        # a second close() completes one that a signal handler's exception
+        # (KeyboardInterrupt) cut short, instead of returning early and
+        # leaving the kernel fd or the waker open (tests/test_async_
+        # exceptions.py counts the fds).
         self._closed = True
         try:
             if self._waker is not None:

@@ -106,9 +106,13 @@ class EpollKernel(Protocol):
     def kick(self) -> None:
         """Make every thread waiting on this instance return."""
 
-    def replace(self, registrations: Iterable[Tuple[int, int]]) -> None:
+    def replace(self, registrations: Iterable[Tuple[int, int]],
+                kick: bool = False) -> None:
         """A fresh instance holding these (fd, mask), refusals ignored, in
-        place of this one at the same fd number."""
+        place of this one at the same fd number; *kick*: then the threads
+        still waiting on the old one are kicked off it (kicked before the
+        swap, a thread could re-enter the old, kicked instance and spin
+        while the swap waits for the GIL that the kick's syscall let go)."""
 
     def close(self) -> None: ...
 

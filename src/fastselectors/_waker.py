@@ -32,12 +32,21 @@ class Waker:
             pass
 
     def close(self) -> None:
-        for fd in (self.fd, self._write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        # Forgotten first: a second call cannot close numbers reused since.
+        fds = (self.fd, self._write_fd)
         self.fd = self._write_fd = -1
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def __del__(self) -> None:
+        # A selector dropped without close(): its pipe goes with it, as a
+        # stdlib selector's epoll fd does (tests/test_leaks.py).
+        if getattr(self, "fd", -1) >= 0:     # (-1, or os.pipe() failed)
+            self.close()
 
 
 _always_readable = -1
