@@ -1,5 +1,6 @@
 """Re-entrancy: every place where our code runs user code -- a file
-object's fileno(), data's __eq__ (modify() compares data), a finalizer run
+object's fileno(), an int subclass's __hash__/__eq__/__index__ as the fd,
+data's __eq__ (modify() compares data), a finalizer run
 when we drop a key (modify, unregister, close) or run by the garbage
 collector in the middle of a call, a dispatch() callback -- that code may
 call back into the same selector: register, modify, unregister, close,
@@ -24,8 +25,8 @@ from world import World
 EXAMPLES = int(os.environ.get("FASTSELECTORS_FUZZ_EXAMPLES", "0")) or 100
 REFCOUNTED = sys.implementation.name == "cpython"
 
-PLACES = ["fileno", "data-eq", "del-modify", "del-unregister", "del-close",
-          "gc", "callback"]
+PLACES = ["fileno", "int-fd", "data-eq", "del-modify", "del-unregister",
+          "del-close", "gc", "callback"]
 ACTIONS = ["register", "modify", "unregister", "close", "select",
            "dispatch"]
 
@@ -62,6 +63,38 @@ class Fileno:
         if action is not None:
             action()
         return self.fd
+
+
+class IntActs(int):
+    """An int subclass as the fd: its __hash__, __eq__, __index__ and
+    __int__ act (once) wherever our code would use them -- it must not:
+    the fd is made an exact int at the boundary."""
+
+    def __new__(cls, fd, action):
+        self = super().__new__(cls, fd)
+        self.action = action
+        return self
+
+    def _act(self):
+        action, self.action = self.action, None
+        if action is not None:
+            action()
+
+    def __hash__(self):
+        self._act()
+        return int.__hash__(self)
+
+    def __eq__(self, other):
+        self._act()
+        return int.__eq__(self, other)
+
+    def __index__(self):
+        self._act()
+        return int.__index__(self)
+
+    def __int__(self):
+        self._act()
+        return int.__int__(self)
 
 
 class EqActs:
@@ -121,6 +154,18 @@ def test_user_code_calling_back_into_the_selector(selector_cls, place,
                                world.callback)
                 else:
                     sel.register(outer, EVENT_READ, world.callback)
+            elif place == "int-fd":
+                outer = IntActs(sock.fileno(), again)
+                if victim < 4:
+                    sel.modify(outer, EVENT_READ | EVENT_WRITE,
+                               world.callback)
+                    sel.unregister(IntActs(sock.fileno(), again))
+                else:
+                    # Through fileno(): int() of it runs __int__ (as the
+                    # stdlib's does), the rest must not run its methods.
+                    sel.register(Fileno(outer, None), EVENT_READ,
+                                 world.callback)
+                    sel.select(0)
             elif place == "data-eq":
                 if victim < 4:
                     sel.modify(sock, EVENT_READ, EqActs(again))
