@@ -86,8 +86,11 @@ class Injector:
         return None
 
     def _local(self, frame, event, arg):
-        if event == "opcode" and frame.f_lasti in signal_points(
-                frame.f_code):
+        if event != "opcode":
+            # 3.13 sometimes ignores the flag set in the "call" event
+            # (then only "line" events come): set again, it takes.
+            frame.f_trace_opcodes = True
+        elif frame.f_lasti in signal_points(frame.f_code):
             self.count += 1
             if self.count == self.at:
                 raise Injected()
