@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import select
 import sys
+from _thread import RLock
 from errno import EINTR, EINVAL
 
 from ._cffi_epoll import ffi, lib
@@ -145,8 +146,8 @@ _HOLE = -1      # an unregistered entry: poll() skips negative fds
 class PollKernel:
     """A ``struct pollfd[]`` master array plus fd -> position.
 
-    ``_table = (fds, n)``: the master and the entries in use, published by
-    one store.  set() appends (registration order); remove() leaves a hole
+    ``_table = (fds, n, capacity)``: the master and the entries in use,
+    published by one store.  set() appends (registration order); remove() leaves a hole
     (fd -1, which poll skips) and a compacted copy replaces the master once
     holes outnumber live entries -- or when poll() says EINVAL (more
     entries than RLIMIT_NOFILE), as the stdlib would not count holes.  Each
@@ -158,68 +159,96 @@ class PollKernel:
         lib.POLLIN, lib.POLLOUT, lib.POLLPRI, lib.POLLRDHUP)  # RDHUP: 0 off Linux
 
     def __init__(self) -> None:
-        self._table: tuple[PollfdArray, int] = (
-            ffi.new("struct pollfd[]", 8), 0)
+        # (master, entries in use, capacity)
+        self._table: tuple[PollfdArray, int, int] = (
+            ffi.new("struct pollfd[]", 8), 0, 8)
         self._holes = 0
         self._index: dict[int, int] = {}    # fd -> position in the master
         self._free: list[tuple[int, Any, Any, Any]] = []    # wait buffers
-
-    # Each change of the table and the index together calls nothing: a
-    # signal handler cannot run in its middle (CPython runs them only at
-    # calls, function entries and backward jumps).
+        self._version = 0       # +1 at every edit of the master
+        # Edits from several threads: the table, the index and the holes
+        # change together, and a thread switch can come between any two
+        # bytecodes (PyPy) or after any call (CPython): a lock.  Re-entrant:
+        # a signal handler may edit in the middle of an edit of its own
+        # thread -- so the edits themselves call nothing between reading
+        # the table and publishing it (no handler runs there), and what
+        # must call (a new master: _grow, _compact) publishes only if no
+        # edit came meanwhile (_version), else starts again.
+        self._lock = RLock()
 
     def set(self, fd: int, mask: int) -> None:
-        fds, n = self._table
-        pos = self._index.get(fd)
-        if pos is not None:
-            fds[pos].events = mask
-            return
-        if n == len(fds):
-            grown = ffi.new("struct pollfd[]", 2 * n)
-            ffi.memmove(grown, fds, n * _POLLFD_SIZE)
-            fds = grown
-        entry = fds[n]          # never used yet: zeroed by ffi.new
-        entry.fd = fd
-        entry.events = mask
-        # Publish: a wait now polls it.
-        self._table, self._index[fd] = (fds, n + 1), n
+        with self._lock:
+            while True:
+                index = self._index
+                if fd in index:
+                    self._table[0][index[fd]].events = mask
+                    self._version += 1
+                    return
+                fds, n, cap = self._table
+                if n < cap:
+                    break
+                self._grow()    # (calls: then everything is read again)
+            entry = fds[n]      # never used yet: zeroed by ffi.new
+            entry.fd = fd
+            entry.events = mask
+            # Publish: a wait now polls it.
+            self._table, index[fd] = (fds, n + 1, cap), n
+            self._version += 1
 
     def remove(self, fd: int) -> None:
-        pos = self._index.get(fd)
-        if pos is None:
-            return
-        fds, n = self._table
-        fds[pos].fd = _HOLE
-        self._holes += 1
-        del self._index[fd]
-        if 2 * self._holes > n:
-            self._compact()
+        with self._lock:
+            index = self._index
+            if fd not in index:
+                return
+            self._table[0][index[fd]].fd = _HOLE
+            self._holes += 1
+            del index[fd]
+            self._version += 1
+            if 2 * self._holes > self._table[1]:
+                self._compact()
+
+    def _grow(self) -> None:
+        """A master twice as large, the same entries."""
+        while True:
+            version = self._version
+            fds, n, cap = self._table
+            grown = ffi.new("struct pollfd[]", 2 * cap)
+            ffi.memmove(grown, fds, n * _POLLFD_SIZE)
+            if self._version == version:    # (no call from here on)
+                self._table = (grown, n, 2 * cap)
+                self._version += 1
+                return
 
     def _compact(self) -> None:
         """Replace the master by a copy without holes, order kept."""
-        old, n = self._table
-        fds = ffi.new("struct pollfd[]", max(2 * (n - self._holes), 8))
-        index = {}
-        j = 0
-        for i in range(n):
-            src = old[i]
-            fd = src.fd
-            if fd != _HOLE:
-                dst = fds[j]
-                dst.fd = fd
-                dst.events = src.events
-                index[fd] = j
-                j += 1
-        self._index, self._table, self._holes = index, (fds, j), 0
+        while True:
+            version = self._version
+            old, n, _ = self._table
+            cap = max(2 * (n - self._holes), 8)
+            fds = ffi.new("struct pollfd[]", cap)
+            index = {}
+            j = 0
+            for i in range(n):
+                src = old[i]
+                fd = src.fd
+                if fd != _HOLE:
+                    dst = fds[j]
+                    dst.fd = fd
+                    dst.events = src.events
+                    index[fd] = j
+                    j += 1
+            if self._version == version:    # (no call from here on)
+                self._index, self._table, self._holes = index, (fds, j, cap), 0
+                self._version += 1
+                return
 
     def wait(self, size: int | None, ms: int, ns: int
              ) -> Iterable[tuple[int, int]] | None:
         while True:
-            fds, nfds = self._table
+            fds, nfds, cap = self._table
             free = self._free
             buf = free.pop() if free else None
             if buf is None or buf[0] < nfds:
-                cap = max(len(fds), 8)
                 buf = (cap, ffi.new("struct pollfd[]", cap),
                        ffi.new("int[]", cap), ffi.new("int[]", cap))
             ffi.memmove(buf[1], fds, nfds * _POLLFD_SIZE)
@@ -234,7 +263,8 @@ class PollKernel:
                 return None
             if err != EINVAL or not self._holes:
                 raise _errno_error(err)
-            self._compact()     # then poll the compacted master
+            with self._lock:
+                self._compact()     # then poll the compacted master
 
 
 class PollCore(_PollCore):
