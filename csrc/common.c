@@ -15,6 +15,29 @@ fs_closed_error(void)
     return NULL;
 }
 
+/* pipe() with both ends close-on-exec (and non-blocking if asked): a
+ * waker must not leak into exec'd children.  On Linux pipe2() (glibc 2.9):
+ * fcntl() there compiles to fcntl64, new in glibc 2.28, which a
+ * manylinux2014 wheel (glibc 2.17) must not need (.ci/check-wheel). */
+int
+fs_pipe_cloexec(int fds[2], int nonblock)
+{
+#ifdef __linux__
+    return pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));
+#else
+    if (pipe(fds) < 0) {
+        return -1;
+    }
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    if (nonblock) {
+        (void)fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        (void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    }
+    return 0;
+#endif
+}
+
 /* The read end of a process-wide pipe holding one byte that nobody reads:
  * added to an epoll instance, it wakes every thread waiting on it (the
  * kick: epoll_core.c).  Made once (with the GIL held, or a lost race leaks
@@ -29,10 +52,9 @@ fs_always_readable_fd(void)
     if (readable >= 0) {
         return readable;
     }
-    if (pipe(fds) < 0) {
+    if (fs_pipe_cloexec(fds, 0) < 0) {
         return -1;
     }
-    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
     if (write(fds[1], "", 1) != 1) {
         close(fds[0]);
         close(fds[1]);

@@ -133,6 +133,7 @@ typedef struct { PyObject *type, *value, *tb; } fs_saved_error;
 PyObject *fs_closed_error(void);
 long long fs_now_ns(void);
 int fs_always_readable_fd(void);
+int fs_pipe_cloexec(int fds[2], int nonblock);
 int fs_keys_set(PyObject *keys, int fd, PyObject *key);
 void fs_keys_del(PyObject *keys, int fd);
 PyObject *fs_stats_get(fs_stats *stats, PyObject *const *args,

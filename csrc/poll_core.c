@@ -587,12 +587,11 @@ static void
 make_waker(PollCore *self)
 {
     int fds[2];
-    if (pipe(fds) < 0) {
+    /* Non-blocking: the write end for close() (a full pipe has woken the
+     * waiters already); the read end is only polled. */
+    if (fs_pipe_cloexec(fds, 1) < 0) {
         return;
     }
-    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-    (void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
     self->wake_r = fds[0];
     self->wake_w = fds[1];
 }
