@@ -298,6 +298,48 @@ def test_outer_selector_sees_the_childs_inner_after_fork(
             inner.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_in_the_middle_of_another_threads_rebuild(sockets):
+    """A thread forks while another is inside an orphan rebuild of a
+    Python-tier epoll core, which holds the core's gate (waiters wait for
+    the new instance): the child has only the forking thread, so the gate
+    must not survive there, or the child's first wait blocks for good."""
+    import signal
+    from _thread import RLock
+    sel = fastselectors.EpollSelector()
+    core = sel._core
+    if not hasattr(core, "_gate"):
+        sel.close()
+        pytest.skip("the native rebuild holds the GIL throughout: no "
+                    "thread can fork in its middle")
+    a, peer = sockets()
+    held, done = threading.Event(), threading.Event()
+    gate = RLock()
+
+    def rebuilding():       # as _rebuild: the gate held, then published
+        with gate:
+            core._gate = gate
+            held.set()
+            done.wait(30)
+            core._gate = None
+
+    thread = threading.Thread(target=rebuilding)
+    thread.start()
+    try:
+        assert held.wait(30)
+        sel.register(a, EVENT_READ, "a")
+        peer.send(b"x")
+
+        def run():
+            signal.alarm(10)    # a blocked child dies: no "ok" reaches us
+            return ",".join(k.data for k, _ in sel.select(0))
+        assert _child(run) == "a"
+    finally:
+        done.set()
+        thread.join(30)
+        sel.close()
+
+
 # -- 7. the native orphan count -------------------------------------------
 
 @epoll_only

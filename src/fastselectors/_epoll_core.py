@@ -214,6 +214,9 @@ class EpollCore(PyCore):
 
     def _after_fork(self) -> None:
         super()._after_fork()
+        # A rebuild another thread had under way is gone with it: its gate,
+        # held by no thread of the child, would block every wait for good.
+        self._gate = None
         if not self._closed:
             self._kernel.replace(())
 
