@@ -298,6 +298,7 @@ def test_outer_selector_sees_the_childs_inner_after_fork(
             inner.close()
 
 
+@epoll_only
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_in_the_middle_of_another_threads_rebuild(sockets):
     """A thread forks while another is inside an orphan rebuild of a
