@@ -65,9 +65,19 @@ class StopOnSignals:
         self.requested = True
 
     def _drain(self, key, events):
+        # The bytes are the signal numbers (set_wakeup_fd writes them): they
+        # say "stop" by themselves, as asyncio reads them.  The Python-level
+        # handler alone may come late: on PyPy, a signal that the kernel
+        # delivered to another thread runs its handler in the main thread
+        # at a later check, possibly after this byte has woken and been
+        # drained -- the loop would then wait on with the flag still unset.
         try:
-            while self._r.recv(512):
-                pass
+            while True:
+                data = self._r.recv(512)
+                if not data:
+                    break
+                if signal.SIGTERM in data or signal.SIGINT in data:
+                    self.requested = True
         except BlockingIOError:
             pass
 
