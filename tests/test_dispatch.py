@@ -5,6 +5,7 @@ here is one clause of it, run on every selector class of the active tier.
 """
 
 import gc
+import os
 import socket
 import sys
 import threading
@@ -334,3 +335,47 @@ def test_dispatch_leaks_no_references(selector, socks):
         assert selector.dispatch(0) == 1
     gc.collect()
     assert (sys.getrefcount(key), sys.getrefcount(callback)) == before
+
+
+def test_one_dispatch_at_a_time_however_threads_interleave(selector_cls):
+    """Four threads call dispatch() over and over on one selector whose fd
+    is always ready, with a thread switch as often as the interpreter
+    allows: never do two callbacks run at once -- the others get the
+    "another thread" RuntimeError.  The Python cores' claim was a check,
+    then a call, then the store: two threads could both pass the check."""
+    sel = selector_cls()
+    r, w = os.pipe()
+    os.write(w, b"x")
+    inside, overlaps, refused = [], [], []
+
+    def callback(key, events):
+        inside.append(None)
+        if len(inside) > 1:
+            overlaps.append(len(inside))
+        time.sleep(0)       # let the others run, inside the callback
+        inside.pop()
+
+    def run():
+        for _ in range(1000):
+            try:
+                sel.dispatch(0)
+            except RuntimeError as exc:
+                assert "another thread" in str(exc)
+                refused.append(None)
+
+    sel.register(r, EVENT_READ, callback)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+        sel.close()
+        os.close(r)
+        os.close(w)
+    assert overlaps == []
+    assert refused      # (they did meet)

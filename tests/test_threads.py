@@ -10,7 +10,9 @@ resurrect it.
 
 import os
 import socket
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -18,6 +20,7 @@ import pytest
 
 import fastselectors
 from fastselectors import EDGE, EVENT_READ, EVENT_WRITE, ONESHOT
+from leakcheck import count_fds
 
 N = 150
 
@@ -342,3 +345,76 @@ def test_concurrent_mutators_leave_kernel_and_map_in_agreement(
                     os.close(w)
     finally:
         sys.setswitchinterval(interval)
+
+
+def test_waits_in_many_threads_at_once_leave_close_releasing_every_fd(
+        selector_cls):
+    """Four threads wait on one selector over and over, with a thread switch
+    as often as the interpreter allows; then close() must release every fd
+    the selector made (the kernel instance, the waker).  close() releases
+    them once no thread waits any more, which the core counts: a "+= 1"
+    there, a read and a write, lost updates where a thread switch can come
+    between any two bytecodes (PyPy, CPython 3.9), and the count then never
+    came back to 0 (or went below it): the fds stayed open."""
+    if fastselectors.BACKEND == "pure" \
+            and selector_cls.__name__ == "PollSelector":
+        pytest.skip("the pure poll core is the stdlib's select.poll, which "
+                    "refuses concurrent poll() calls with RuntimeError")
+    before = count_fds()
+    if before is None:
+        pytest.skip("no /proc/self/fd to count this process's fds")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    r, w = os.pipe()
+    try:
+        for _ in range(3):
+            sel = selector_cls()
+            sel.register(r, EVENT_READ)     # never ready: every wait waits
+
+            def wait():
+                for i in range(400):
+                    sel.select(0 if i % 2 else 1e-5)
+
+            threads = [threading.Thread(target=wait) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            sel.close()
+            assert count_fds() == before + 2    # (the pipe)
+    finally:
+        sys.setswitchinterval(interval)
+        os.close(r)
+        os.close(w)
+
+
+def test_first_kicks_in_many_threads_at_once_make_one_always_readable_fd():
+    """The process-wide always-readable pipe (epoll's kick) is made at the
+    first kick: eight threads kicking first at once must share one, not
+    make eight and keep one (the others' fds lost).  In a fresh process,
+    where none has been made."""
+    code = textwrap.dedent("""
+        import os, sys, threading
+        from fastselectors._waker import always_readable_fd
+        sys.setswitchinterval(1e-6)
+        before = len(os.listdir("/proc/self/fd"))
+        barrier = threading.Barrier(8)
+        got = []
+
+        def first():
+            barrier.wait()
+            got.append(always_readable_fd())
+
+        threads = [threading.Thread(target=first) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(len(set(got)), len(os.listdir("/proc/self/fd")) - before)
+    """)
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd to count this process's fds")
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c", code], check=True,
+                             capture_output=True, text=True).stdout
+        assert out.split() == ["1", "1"]

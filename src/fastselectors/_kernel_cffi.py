@@ -94,7 +94,10 @@ if sys.platform == "linux" and hasattr(lib, "fs_epoll_ready"):
         def wait(self, size: int, ms: int, ns: int
                  ) -> Iterable[tuple[int, int]] | None:
             free = self._free
-            buf = free.pop() if free else None
+            try:    # (not "if free": another thread may take it between)
+                buf = free.pop()
+            except IndexError:
+                buf = None
             if buf is None or buf[0] < size:
                 cap = max(size, 2 * buf[0] if buf else 8)
                 buf = (cap, ffi.new("struct epoll_event[]", cap),
@@ -247,7 +250,10 @@ class PollKernel:
         while True:
             fds, nfds, cap = self._table
             free = self._free
-            buf = free.pop() if free else None
+            try:    # (not "if free": another thread may take it between)
+                buf = free.pop()
+            except IndexError:
+                buf = None
             if buf is None or buf[0] < nfds:
                 buf = (cap, ffi.new("struct pollfd[]", cap),
                        ffi.new("int[]", cap), ffi.new("int[]", cap))

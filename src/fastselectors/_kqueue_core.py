@@ -54,10 +54,6 @@ _BOTH = EVENT_READ | EVENT_WRITE
 _LONGEST = 2147483.0
 
 
-def _nknotes(events: int) -> int:
-    return (events & EVENT_READ) + ((events & EVENT_WRITE) >> 1)
-
-
 def check_timeout(timeout: float | None) -> float | None:
     """The stdlib's ``KqueueSelector.select()`` rules (``max(timeout, 0)``),
     then ``select.kqueue.control()``'s: a time it cannot convert to int64
@@ -99,8 +95,14 @@ class KqueueCore(PyCore):
         # deletes (PyCore has dropped the key by then), and after fork()
         # what the new kqueue gets.
         self._knotes: dict[int, int] = {}
-        self._count = 0         # knotes: the batch that takes every event
-        self._limited = False   # the last wait had a batch below _count
+        # The fds with both knotes: len(_knotes) + len(_both) is the batch
+        # that takes every event.  Not a running count: "+=" is a read and a
+        # write, and a thread switch or a signal handler that registers in
+        # between loses an update (a batch too small: select(0) left four
+        # ready fds out, CI 2026-11-30, four threads registering at once).
+        # A dict's and a set's own updates are atomic.
+        self._both: set[int] = set()
+        self._limited = False   # the last wait had a batch below the knotes
 
     def fileno(self) -> int:
         if self._closed:
@@ -130,11 +132,14 @@ class KqueueCore(PyCore):
 
     def _note(self, fd: int, events: int) -> None:
         """Record the knotes fd has now (0: none)."""
-        self._count += _nknotes(events) - _nknotes(self._knotes.get(fd, 0))
         if events:
             self._knotes[fd] = int(events)     # (see _kernel_modify)
         else:
             self._knotes.pop(fd, None)
+        if events & _BOTH == _BOTH:
+            self._both.add(fd)
+        else:
+            self._both.discard(fd)
 
     def _kernel_register(self, fd: int, events: int) -> None:
         # The fd goes to select.kevent() as given, as in the stdlib: an fd
@@ -213,7 +218,7 @@ class KqueueCore(PyCore):
         if self._nwaiting:
             self._kernel.kick()     # the waiters raise the closed error
         self._knotes.clear()
-        self._count = 0
+        self._both.clear()
 
     def _released(self) -> None:
         super()._released()
@@ -237,7 +242,7 @@ class KqueueCore(PyCore):
                      ) -> Iterable[tuple[int, int]] | None:
         # Room for every knote (the stdlib's 3.12+ batch); a smaller
         # maxevents is the kernel's batch, which rotates, so nobody starves.
-        size = self._count or 1
+        size = len(self._knotes) + len(self._both) or 1
         self._limited = bool(limit and limit < size)
         if limit and limit < size:
             size = limit

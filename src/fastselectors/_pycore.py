@@ -10,10 +10,20 @@ returns ``(fd, revents)`` pairs, or None after EINTR once the signal
 handlers have run: the core re-checks "closed" and retries with the time
 left.  (The stdlib's calls retry EINTR themselves: a close() from a
 handler ends those waits through ``_waker``.)
+
+Threads: several may wait, register and close at once, with no lock
+around the table.  What they share is changed only by single operations
+that are atomic on every interpreter (a dict's setdefault/pop, a set's
+add/discard, a list's append/pop, next() of a counter).  Never by a read then a write ("n += 1", "if x is
+None: x = y"): PyPy and CPython 3.9 switch threads, and run signal
+handlers, between any two bytecodes, and such a count loses updates there
+(tests/test_threads.py: the waiters' count drifted to -2 on PyPy, and
+close() then left the kernel fd and the waker open).
 """
 
 from __future__ import annotations
 
+from itertools import count
 from threading import get_ident
 from time import monotonic
 
@@ -35,6 +45,15 @@ STAT_NAMES = ("waits", "empty_waits", "events", "callbacks", "max_batch",
               "full_batches", "rebuilds", "idle_time")
 
 
+class _Claim:
+    """A dispatch() call's token: equal to itself only (list.remove)."""
+
+    __slots__ = ("thread",)
+
+    def __init__(self) -> None:
+        self.thread = get_ident()
+
+
 class PyCore:
     """The shared part of the Python cores (see the module docstring)."""
 
@@ -46,21 +65,26 @@ class PyCore:
     _ready_bits: ReadinessMap   # the kernel's revents -> our readiness
 
     _keys: dict[int, SelectorKey]       # fd -> current key
-    _waker: Waker | None = None         # see the module docstring
+    # The waker (see the module docstring): installed in _wakers["waker"]
+    # (setdefault: one wins); _waker is its copy for the waits to read.
+    _waker: Waker | None = None
 
     def __init__(self) -> None:
         self._closed = False        # set first by close()
         self._keys = {}
         self._maxevents: int | None = None  # default batch; None: all ready
         self._rotor = 0             # where the next limited batch starts
-        self._dispatch_thread: int | None = None    # inside dispatch()
+        # The dispatch() calls under way, in the order they came: the first
+        # one holds the claim (dispatch).
+        self._dispatchers: list[_Claim] = []
         self._pending: Sequence[tuple[SelectorKey, int]] = ()  # its batch
         self._pending_pos = 0       # first event of it not yet delivered
-        self._nwaiting = 0          # threads inside the kernel wait
+        self._waiting: list[None] = []      # one item per wait under way
+        self._wakers: dict[str, Waker | None] = {}
         self._disarmed: set[int] = set()    # see "ONESHOT" below
         self._oneshot = False       # a ONESHOT was ever registered
-        self._arms = 0              # ONESHOT arms so far, and fd -> the
-        self._armed_at: dict[int, int] = {}     # last one's number
+        self._clock = count(1)      # numbers ONESHOT arms and waits, and
+        self._armed_at: dict[int, int] = {}     # fd -> its last arm's
         self._stats: dict[str, Any] = dict.fromkeys(STAT_NAMES, 0)
 
     if TYPE_CHECKING:
@@ -180,8 +204,9 @@ class PyCore:
         # exceptions.py counts the fds).
         self._closed = True
         try:
-            if self._waker is not None:
-                self._waker.wake()
+            waker = self._wakers.get("waker")
+            if waker is not None:
+                waker.wake()
             self._kernel_close()
         finally:
             try:
@@ -193,8 +218,7 @@ class PyCore:
     def _armed(self, fd: int) -> None:
         """A ONESHOT registration of fd is armed (registered, modified)."""
         self._oneshot = True
-        self._arms += 1
-        self._armed_at[fd] = self._arms
+        self._armed_at[fd] = next(self._clock)
 
     def _after_wait(self) -> None:
         """Once a batch is made and its ONESHOTs noted (epoll: rebuild)."""
@@ -262,12 +286,17 @@ class PyCore:
             raise closed_error()
         ms = timeout_ms(timeout)
         ns = timeout_ns(timeout, ms)
-        stamp = self._arms
+        # A ONESHOT armed before this number fired in this wait; one armed
+        # after may have been armed after the kernel's report.
+        stamp = next(self._clock) if self._oneshot else 0
         start = monotonic() if ms else 0.0
         end = start + ms * 1e-3     # (ms > 0: a deadline)
         pairs: Iterable[Any] | None
-        self._nwaiting += 1
+        waiting = self._waiting     # (a fork replaces it: _after_fork)
         try:
+            # Inside the try: an exception right after the call (a signal
+            # handler's) must not leave the count up.
+            waiting.append(None)
             while True:
                 try:
                     pairs = self._kernel_wait(limit, ms, ns)
@@ -290,7 +319,8 @@ class PyCore:
                     pairs = ()
                     break
         finally:
-            self._nwaiting -= 1
+            if waiting:     # (empty: the append never ran)
+                waiting.pop()
             if self._closed:
                 self._released()
         if self._closed:    # by a signal handler or another thread
@@ -319,30 +349,36 @@ class PyCore:
             stats["empty_waits"] += 1
         return ready
 
+    @property
+    def _nwaiting(self) -> int:
+        """How many waits are under way (threads, and signal handlers
+        waiting inside a wait of their thread)."""
+        return len(self._waiting)
+
     def _new_waker(self, waker: Waker | None) -> Waker | None:
         """Install *waker* unless a thread waiting at the same time did
-        first (check and store with no call between: atomic); returns the
-        one installed (the caller disposes of *waker* if it lost).  Threads
-        waiting at once must wait with the same waker: close() wakes the one
-        installed."""
-        if self._waker is None:
-            self._waker = waker
-        return self._waker
+        first (setdefault: atomic); returns the one installed (the caller
+        disposes of *waker* if it lost).  Threads waiting at once must wait
+        with the same waker: close() wakes the one installed."""
+        installed = self._wakers.setdefault("waker", waker)
+        self._waker = installed
+        return installed
 
     def _released(self) -> None:
         """A closed core, once no thread waits in it any more: close what
         waits used (the waker; epoll: the kernel fd)."""
-        waker = self._waker
-        if waker is not None and self._nwaiting == 0:
-            self._waker = None
+        if self._waiting:
+            return
+        waker = self._wakers.pop("waker", None)
+        self._waker = None
+        if waker is not None:
             waker.close()
 
     # -- select() and dispatch() ------------------------------------------
 
     def select(self, timeout: float | None = None,
                maxevents: int | None = None) -> Ready:
-        if self._dispatch_thread is not None \
-                and self._dispatch_thread == get_ident():
+        if self._dispatchers and self._dispatching_here():
             raise RuntimeError("select() called from a dispatch() callback "
                                "of the same selector")
         return self._select(timeout, self._limit(maxevents))
@@ -351,15 +387,23 @@ class PyCore:
                  maxevents: int | None = None) -> int:
         if self._closed:
             raise closed_error()
-        if self._dispatch_thread is not None:
-            raise RuntimeError(
-                "dispatch() called from a dispatch() callback of the same "
-                "selector" if self._dispatch_thread == get_ident() else
-                "dispatch() is already running in another thread on this "
-                "selector")
         limit = self._limit(maxevents)
-        try:    # (the claim inside: whatever raises, it is released)
-            self._dispatch_thread = get_ident()
+        # The claim: this call's token appended (atomic, where "if nobody
+        # has it, take it" is not); the first token holds it, the others
+        # raise.  Appended inside the try, and the finally's first call
+        # removes it: an exception between two bytecodes (a signal
+        # handler's) neither keeps a claim nor releases another call's.
+        dispatchers = self._dispatchers
+        token = _Claim()
+        try:
+            dispatchers.append(token)
+            first = dispatchers[0]
+            if first is not token:
+                raise RuntimeError(
+                    "dispatch() called from a dispatch() callback of the "
+                    "same selector" if first.thread == get_ident() else
+                    "dispatch() is already running in another thread on "
+                    "this selector")
             # Events left by a callback that raised come first, without a
             # wait; if none of them is still valid, wait for a new batch.
             count = self._deliver_pending()
@@ -377,7 +421,16 @@ class PyCore:
             self._pending = ()
             return count
         finally:
-            self._dispatch_thread = None
+            try:
+                dispatchers.remove(token)
+            except ValueError:
+                pass    # (not appended: raised before)
+
+    def _dispatching_here(self) -> bool:
+        """Whether a dispatch() of this thread holds the claim."""
+        for token in self._dispatchers[:1]:     # (emptied meanwhile: none)
+            return token.thread == get_ident()
+        return False
 
     def _deliver_pending(self) -> int:
         """The dispatch loop: deliver the pending part of the batch.
@@ -420,9 +473,10 @@ class PyCore:
         batch is the parent's to deliver (a fork from a callback).  Cores
         with a kernel object shared with the parent extend this, and
         _after_fork_readd()."""
-        self._dispatch_thread = None
+        self._dispatchers = []
         self._pending = ()
-        self._nwaiting = 0
-        waker, self._waker = self._waker, None
+        self._waiting = []
+        waker = self._wakers.pop("waker", None)
+        self._waker = None
         if waker is not None:
             waker.close()   # the child's copies; the parent keeps its own

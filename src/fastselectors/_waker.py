@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 
 class Waker:
@@ -50,6 +51,19 @@ class Waker:
 
 
 _always_readable = -1
+# Two threads' first kicks at once must not both make one (an fd lost);
+# re-entrant: a signal handler's close() kicks in the middle of its thread's.
+_always_readable_lock = threading.RLock()
+
+
+def _new_always_readable_lock() -> None:
+    # A thread gone with the fork may have held it (making the pipe).
+    global _always_readable_lock
+    _always_readable_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):     # (not on Windows: no fork there)
+    os.register_at_fork(after_in_child=_new_always_readable_lock)
 
 
 def always_readable_fd() -> int:
@@ -60,8 +74,10 @@ def always_readable_fd() -> int:
     is just as readable."""
     global _always_readable
     if _always_readable < 0:
-        r, w = os.pipe()
-        os.write(w, b"\0")
-        os.close(w)
-        _always_readable = r
+        with _always_readable_lock:
+            if _always_readable < 0:
+                r, w = os.pipe()
+                os.write(w, b"\0")
+                os.close(w)
+                _always_readable = r
     return _always_readable
