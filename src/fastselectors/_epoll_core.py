@@ -146,7 +146,7 @@ class EpollCore(PyCore):
                 self._stale = True
         ready = self._results(pairs)
         if self._limited and len(ready) >= (limit or 0):
-            self._stats["full_batches"] += 1
+            self._full_batches += 1
         return ready
 
     def _after_wait(self) -> None:
@@ -183,7 +183,7 @@ class EpollCore(PyCore):
                 self._orphans.rebuilt()
             finally:
                 self._gate = None
-        self._stats["rebuilds"] += 1
+        self._rebuilds += 1
         if on_replaced is not None:
             on_replaced(kernel.fd)      # nested selectors: _reattach
 

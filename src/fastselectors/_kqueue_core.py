@@ -273,7 +273,7 @@ class KqueueCore(PyCore):
             else:
                 ready[pos] = (key, ready[pos][1] | events)
         if self._limited and n >= (limit or 0):
-            self._stats["full_batches"] += 1
+            self._full_batches += 1
         return ready
 
     def _after_fork(self) -> None:
