@@ -28,7 +28,7 @@ import pytest
 import fastselectors
 import fastselectors.asyncio as fsasyncio
 
-NATIVE = fastselectors.BACKEND == "native"
+NATIVE = fsasyncio.ENGINE     # (native tier, a verified CPython)
 RUN_TIMEOUT = 10.0
 
 
@@ -602,7 +602,8 @@ def stats_delta(before):
 
 def test_split_writes_leave_in_one_syscall():
     if not NATIVE:
-        pytest.skip("write coalescing is the native tier's")
+        pytest.skip("write coalescing is the native engine's: native tier, "
+                    "CPython 3.9-3.13 or FASTSELECTORS_AIO_ENGINE=1")
 
     async def main(loop):
         events = []
@@ -1388,3 +1389,24 @@ def test_random_write_scripts_match_stock():
                     tr.abort()
 
         _hostile_run(action)
+
+
+def test_the_engine_runs_on_the_cpythons_it_was_verified_on():
+    """The C engine is on by default on the native tier of CPython 3.9 to
+    3.13 only (docs/asyncio.md); FASTSELECTORS_AIO_ENGINE=0/1 overrides."""
+    code = ("import fastselectors.asyncio as a, fastselectors as f; "
+            "loop = a.new_event_loop(); "
+            "print(a.ENGINE, getattr(loop, '_fs', None) is not None); "
+            "loop.close()")
+    native = fastselectors.BACKEND == "native"
+    verified = (3, 9) <= sys.version_info[:2] <= (3, 13)
+    env = {k: v for k, v in os.environ.items()
+           if k != "FASTSELECTORS_AIO_ENGINE"}
+    for setting, expect in [(None, native and verified), ("0", False),
+                            ("1", native)]:
+        if setting is not None:
+            env["FASTSELECTORS_AIO_ENGINE"] = setting
+        out = subprocess.run([sys.executable, "-c", code], env=env,
+                             check=True, capture_output=True,
+                             text=True).stdout.split()
+        assert out == [str(expect), str(expect)], setting
