@@ -18,7 +18,12 @@ order; the server pinned to the first CPU, the client to the second):
                 connections, driven by load_client.c (compiled here)
     resp        RESP PING server under ``redis-benchmark -P1 -c50 -t
                 ping_mbulk``; -n is set from a warm-up run so the measured
-                run takes about --duration seconds (and is killed after 3x)
+                run takes about --duration seconds (and is killed after 3x).
+                At -P1 redis-benchmark's one thread is the bottleneck
+                (99% of its core, whatever the server): req/s then follows
+                the client's cost per request, which is higher against a
+                faster server (fewer replies per wakeup).
+                --resp-pipeline 16 makes the server the bottleneck.
 
 Reported per workload and loop: the median over rounds of requests (events)
 per second, the median of the per-round ratios against asyncio, and the
@@ -198,7 +203,8 @@ def run_echo(args, port, seconds, client):
 
 def run_redis(args, port, n, timeout):
     argv = pinned(["redis-benchmark", "-p", str(port), "-c",
-                   str(args.connections), "-P", "1", "-t", "ping_mbulk",
+                   str(args.connections), "-P", str(args.resp_pipeline),
+                   "-t", "ping_mbulk",
                    "-n", str(n), "--csv", "-q"], args.client_cpu)
     t0 = time.monotonic()
     try:
@@ -285,6 +291,10 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--resp-pipeline", type=int, default=1,
+                        help="redis-benchmark -P: at 1 its one thread is "
+                             "the bottleneck here (99%% CPU), at 16 the "
+                             "server is")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--loops", default=",".join(LOOPS))
     parser.add_argument("--steps", action="store_true",
