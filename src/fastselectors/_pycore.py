@@ -401,6 +401,9 @@ class PyCore:
         # raise.  Appended inside the try, and the finally's first call
         # removes it: an exception between two bytecodes (a signal
         # handler's) neither keeps a claim nor releases another call's.
+        # (A call refused while the holder leaves is first for the moment
+        # it takes to raise: a third one then is refused too, as it would
+        # have been a moment earlier.)
         dispatchers = self._dispatchers
         token = _Claim()
         try:
