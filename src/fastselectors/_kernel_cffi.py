@@ -150,16 +150,17 @@ class PollKernel:
     """A ``struct pollfd[]`` master array plus fd -> position.
 
     ``_table = (fds, n, capacity)``: the master and the entries in use,
-    published by one store.  set() appends (registration order); remove() leaves a hole
-    (fd -1, which poll skips) and a compacted copy replaces the master once
-    holes outnumber live entries -- or when poll() says EINVAL (more
-    entries than RLIMIT_NOFILE), as the stdlib would not count holes.  Each
-    wait polls a copy, so other threads may edit the master meanwhile (and
+    published by one store.  set() appends (registration order); remove()
+    leaves a hole (fd -1, which poll skips) and a compacted copy replaces the
+    master once holes outnumber live entries -- or when poll() says EINVAL
+    (more entries than RLIMIT_NOFILE), as the stdlib would not count holes.
+    Each wait polls a copy, so other threads may edit the master meanwhile (and
     kernels that copy whole pollfds back, macOS's, undo no edit).
     """
 
     BITS: ClassVar[KernelBits] = KernelBits(
-        lib.POLLIN, lib.POLLOUT, lib.POLLPRI, lib.POLLRDHUP)  # RDHUP: 0 off Linux
+        # (POLLRDHUP: 0 off Linux)
+        lib.POLLIN, lib.POLLOUT, lib.POLLPRI, lib.POLLRDHUP)
 
     def __init__(self) -> None:
         # (master, entries in use, capacity)

@@ -14,16 +14,17 @@ handler ends those waits through ``_waker``.)
 Threads: several may wait, register and close at once, with no lock
 around the table.  What they share is changed only by single operations
 that are atomic on every interpreter (a dict's setdefault/pop, a set's
-add/discard, a list's append/pop, next() of a counter).  Never by a read then a write ("n += 1", "if x is
-None: x = y"): PyPy and CPython 3.9 switch threads, and run signal
-handlers, between any two bytecodes, and such a count loses updates there
-(tests/test_threads.py: the waiters' count drifted to -2 on PyPy, and
-close() then left the kernel fd and the waker open).
+add/discard, a list's append/pop/remove, next() of a counter), never by a
+read then a write ("n += 1", "if x is None: x = y"): PyPy and CPython 3.9
+switch threads, and run signal handlers, between any two bytecodes, and
+there such a count loses updates (tests/test_threads.py: the waiters'
+count drifted to -2 on PyPy, and close() then left the kernel fd and the
+waker open).  The statistics are the exception (see stats()).
 """
 
 from __future__ import annotations
 
-from itertools import count
+import itertools
 from threading import get_ident
 from time import monotonic
 
@@ -91,8 +92,9 @@ class PyCore:
         self._wakers: dict[str, Waker | None] = {}
         self._disarmed: set[int] = set()    # see "ONESHOT" below
         self._oneshot = False       # a ONESHOT was ever registered
-        self._clock = count(1)      # numbers ONESHOT arms and waits, and
-        self._armed_at: dict[int, int] = {}     # fd -> its last arm's
+        # Numbers ONESHOT arms and waits; fd -> its last arm's number.
+        self._clock = itertools.count(1)
+        self._armed_at: dict[int, int] = {}
         self._reset_stats()
 
     if TYPE_CHECKING:

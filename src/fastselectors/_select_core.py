@@ -144,7 +144,9 @@ class SelectCore(PyCore):
         return super()._select(timeout, limit)
 
     def _collect(self, pairs: Iterable[Any], limit: int | None) -> Ready:
-        lists: tuple[list[int], list[int], list[int]] = pairs  # type: ignore[assignment]  # _kernel_wait's
+        # (_kernel_wait's three lists)
+        lists: tuple[list[int], list[int], list[int]] = \
+            pairs  # type: ignore[assignment]
         r = set(lists[0])
         w = set(lists[1])
         x: set[int] | tuple[()] = set(lists[2]) if lists[2] else ()
