@@ -79,5 +79,10 @@ def always_readable_fd() -> int:
                 r, w = os.pipe()
                 os.write(w, b"\0")
                 os.close(w)
-                _always_readable = r
+                # A signal handler of this thread (the lock is re-entrant)
+                # may have made one meanwhile: keep the first.
+                if _always_readable < 0:
+                    _always_readable = r
+                else:
+                    os.close(r)
     return _always_readable
